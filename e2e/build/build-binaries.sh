@@ -1,0 +1,344 @@
+#!/usr/bin/env bash
+# Build pinned upstream binaries for the real-cluster e2e harness, from the Go
+# module proxy only (no GitHub, no dl.k8s.io):
+#
+#   k8s.io/kubernetes  -> kube-apiserver, kube-controller-manager, kube-proxy, kubectl
+#   go.etcd.io/etcd    -> etcd, etcdctl
+#   helm.sh/helm/v3    -> helm
+#
+# Everything (binaries, GOMODCACHE, GOCACHE, throwaway build modules) lives
+# under ${KPX_CACHE_DIR:-$HOME/.cache/kpx}, outside git, keyed by version:
+#
+#   $KPX_CACHE_DIR/k8s-<ver>/bin/{kube-apiserver,kube-controller-manager,kube-proxy,kubectl}
+#   $KPX_CACHE_DIR/etcd-<ver>/bin/{etcd,etcdctl}
+#   $KPX_CACHE_DIR/helm-<ver>/bin/helm
+#
+# Each <name>-<ver>/ directory is built in a temp dir, verified, stamped
+# (.kpx-build-stamp) and renamed into place, so an interrupted build is never
+# taken as done. A second run finds the stamps and exits in seconds.
+#
+# Usage:
+#   e2e/build/build-binaries.sh              build what is missing, then print KPX_BIN_* lines
+#   e2e/build/build-binaries.sh --print-env  only print KPX_BIN_* lines (exit 3 if not built)
+#
+# stdout carries only the KPX_BIN_K8S=/KPX_BIN_ETCD=/KPX_BIN_HELM= lines;
+# progress goes to stderr. See docs/e2e-build.md.
+set -euo pipefail
+
+# ---- pinned versions (override with the environment) -------------------------
+# k8s: newest v1.37.x on the proxy whose go.mod `go` line is <= Go 1.26.
+#      Note `go list -m -versions k8s.io/kubernetes` does not list v1.37.x;
+#      query explicit versions (`go list -m k8s.io/kubernetes@v1.37.N`).
+KPX_K8S_VERSION="${KPX_K8S_VERSION:-v1.37.2}"
+KPX_ETCD_VERSION="${KPX_ETCD_VERSION:-v3.6.16}"
+KPX_HELM_VERSION="${KPX_HELM_VERSION:-v3.22.0}"
+
+KPX_CACHE_DIR="${KPX_CACHE_DIR:-${HOME}/.cache/kpx}"
+mkdir -p "$KPX_CACHE_DIR"
+KPX_CACHE_DIR="$(cd "$KPX_CACHE_DIR" && pwd -P)"
+
+K8S_DIR="$KPX_CACHE_DIR/k8s-$KPX_K8S_VERSION"
+ETCD_DIR="$KPX_CACHE_DIR/etcd-$KPX_ETCD_VERSION"
+HELM_DIR="$KPX_CACHE_DIR/helm-$KPX_HELM_VERSION"
+STAMP=.kpx-build-stamp
+
+K8S_BINS=(kube-apiserver kube-controller-manager kube-proxy kubectl)
+ETCD_BINS=(etcd etcdctl)
+HELM_BINS=(helm)
+
+log() { printf 'build-binaries: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+print_env() {
+  printf 'KPX_BIN_K8S=%s\n' "$K8S_DIR/bin"
+  printf 'KPX_BIN_ETCD=%s\n' "$ETCD_DIR/bin"
+  printf 'KPX_BIN_HELM=%s\n' "$HELM_DIR/bin"
+}
+
+# is_done DIR BIN... : stamp present and every binary executable.
+is_done() {
+  local dir=$1; shift
+  [[ -f "$dir/$STAMP" ]] || return 1
+  local b
+  for b in "$@"; do [[ -x "$dir/bin/$b" ]] || return 1; done
+}
+
+all_done() {
+  is_done "$K8S_DIR" "${K8S_BINS[@]}" &&
+    is_done "$ETCD_DIR" "${ETCD_BINS[@]}" &&
+    is_done "$HELM_DIR" "${HELM_BINS[@]}"
+}
+
+case "${1:-}" in
+  --print-env)
+    print_env
+    if ! all_done; then
+      log "not built yet under $KPX_CACHE_DIR: run e2e/build/build-binaries.sh"
+      exit 3
+    fi
+    exit 0
+    ;;
+  -h|--help)
+    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  "") ;;
+  *) die "unknown argument: $1 (use --print-env or --help)" ;;
+esac
+
+if all_done; then
+  log "everything is cached under $KPX_CACHE_DIR (k8s $KPX_K8S_VERSION, etcd $KPX_ETCD_VERSION, helm $KPX_HELM_VERSION)"
+  print_env
+  exit 0
+fi
+
+# ---- Go environment: everything under the cache dir --------------------------
+command -v go >/dev/null || die "go not found in PATH"
+export GOTOOLCHAIN=local          # fail fast, never download a toolchain
+export CGO_ENABLED=0
+export GOFLAGS="-mod=mod -buildvcs=false"
+export GOWORK=off
+export GOMODCACHE="$KPX_CACHE_DIR/go/mod"
+export GOCACHE="$KPX_CACHE_DIR/go/build"
+mkdir -p "$GOMODCACHE" "$GOCACHE" "$KPX_CACHE_DIR/src"
+GO_LOCAL="$(go env GOVERSION)"    # e.g. go1.26.8
+log "using $GO_LOCAL, cache $KPX_CACHE_DIR"
+
+# One build at a time per cache dir.
+exec 9>"$KPX_CACHE_DIR/.lock"
+if command -v flock >/dev/null; then
+  flock -n 9 || { log "another build holds $KPX_CACHE_DIR/.lock, waiting"; flock 9; }
+fi
+
+TMP_DIRS=()
+cleanup() { local d; for d in "${TMP_DIRS[@]+"${TMP_DIRS[@]}"}"; do rm -rf "$d"; done; }
+trap cleanup EXIT
+
+# version_le A B : Go versions without the "go" prefix, A <= B.
+version_le() { [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$1" ]]; }
+
+# mod_file MODULE@VERSION : path of that version's go.mod in GOMODCACHE.
+mod_file() {
+  local f
+  f="$(cd "$KPX_CACHE_DIR/src" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -n "$f" && -f "$f" ]] || die "could not download $1 from the module proxy"
+  printf '%s\n' "$f"
+}
+
+# mod_dir MODULE@VERSION : extracted source dir in GOMODCACHE.
+mod_dir() {
+  local d
+  d="$(cd "$KPX_CACHE_DIR/src" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  [[ -n "$d" && -d "$d" ]] || die "could not download $1 from the module proxy"
+  printf '%s\n' "$d"
+}
+
+# origin_hash MODULE@VERSION : upstream commit if the proxy reports it, else "".
+origin_hash() {
+  (cd "$KPX_CACHE_DIR/src" && go list -m -f '{{with .Origin}}{{.Hash}}{{end}}' "$1" 2>/dev/null) || true
+}
+
+# go_line GOMODFILE : the `go` directive.
+go_line() { sed -n 's/^go \([0-9.]*\).*/\1/p' "$1" | head -n1; }
+
+check_go_line() { # MODULE@VERSION GOMODFILE
+  local want
+  want="$(go_line "$2")"
+  [[ -n "$want" ]] || die "no go directive in $2"
+  version_le "$want" "${GO_LOCAL#go}" ||
+    die "$1 needs go $want but $GO_LOCAL is installed (GOTOOLCHAIN=local); pick an older version"
+  printf '%s\n' "$want"
+}
+
+# new_work NAME : fresh throwaway main module dir (kept for debugging).
+new_work() {
+  local w="$KPX_CACHE_DIR/src/$1"
+  rm -rf "$w"
+  mkdir -p "$w"
+  printf '%s\n' "$w"
+}
+
+# new_out DIR : temp output dir next to DIR (same filesystem, so mv is atomic).
+new_out() {
+  local t
+  t="$(mktemp -d "$1.tmp.XXXXXX")"
+  TMP_DIRS+=("$t")
+  mkdir -p "$t/bin"
+  printf '%s\n' "$t"
+}
+
+# install_out TMP DIR WHAT SECONDS : stamp and move into place.
+install_out() {
+  local tmp=$1 dir=$2 what=$3 secs=$4
+  {
+    printf 'what=%s\n' "$what"
+    printf 'go=%s\n' "$GO_LOCAL"
+    printf 'built_at=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    printf 'build_seconds=%s\n' "$secs"
+  } >"$tmp/$STAMP"
+  rm -rf "$dir"            # leftover of an older, unstamped attempt
+  mv "$tmp" "$dir"
+}
+
+# ---- Kubernetes ---------------------------------------------------------------
+build_k8s() {
+  local v=$KPX_K8S_VERSION
+  [[ "$v" =~ ^v1\.([0-9]+)\.[0-9]+(-.+)?$ ]] || die "KPX_K8S_VERSION must look like v1.N.M, got $v"
+  local minor=${BASH_REMATCH[1]}
+  local staging_v="v0.${v#v1.}"     # v1.37.2 -> v0.37.2
+  log "k8s $v: resolving (staging modules at $staging_v)"
+
+  local gomod goline
+  gomod="$(mod_file "k8s.io/kubernetes@$v")"
+  goline="$(check_go_line "k8s.io/kubernetes@$v" "$gomod")"
+
+  # Staging modules: every `k8s.io/X => ./staging/src/k8s.io/X` replace in that go.mod.
+  local staging
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\)[[:space:]]*=>[[:space:]]*\./staging/src/.*#\1#p' "$gomod" | sort -u)"
+  [[ -n "$staging" ]] || die "no staging replace directives found in $gomod"
+  log "k8s $v: $(wc -l <<<"$staging" | tr -d ' ') staging modules"
+
+  # The version symbols must exist, or -X would silently do nothing.
+  local cbdir
+  cbdir="$(mod_dir "k8s.io/component-base@$staging_v")"
+  local sym
+  for sym in gitVersion gitMajor gitMinor gitTreeState gitCommit; do
+    grep -qE "^[[:space:]]*$sym[[:space:]]" "$cbdir/version/base.go" ||
+      die "k8s.io/component-base@$staging_v/version/base.go has no $sym"
+  done
+
+  local work
+  work="$(new_work "k8s-$v")"
+  {
+    printf 'module kpx.local/build/k8s\n\ngo %s\n\n' "$goline"
+    # Carry over godebug lines: they only take effect in the main module.
+    grep -E '^godebug ' "$gomod" || true
+    printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$v"
+    local m
+    while IFS= read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging_v"; done <<<"$staging"
+    printf ')\n'
+  } >"$work/go.mod"
+
+  local hash ldflags
+  hash="$(origin_hash "k8s.io/kubernetes@$v")"
+  ldflags="-s -w"
+  ldflags+=" -X k8s.io/component-base/version.gitVersion=$v"
+  ldflags+=" -X k8s.io/component-base/version.gitMajor=1"
+  ldflags+=" -X k8s.io/component-base/version.gitMinor=$minor"
+  ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
+  [[ -n "$hash" ]] && ldflags+=" -X k8s.io/component-base/version.gitCommit=$hash"
+
+  local out start
+  out="$(new_out "$K8S_DIR")"
+  start=$(date +%s)
+  log "k8s $v: go build ${K8S_BINS[*]} (cold: tens of minutes on 2 cores)"
+  (cd "$work" && go build -pgo=off -trimpath -ldflags "$ldflags" -o "$out/bin/" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-proxy \
+    k8s.io/kubernetes/cmd/kubectl)
+  local secs=$(( $(date +%s) - start ))
+
+  local got
+  got="$("$out/bin/kube-apiserver" --version)"
+  log "k8s: $got"
+  [[ "$got" == "Kubernetes $v" ]] || die "kube-apiserver --version says '$got', expected 'Kubernetes $v'"
+  log "k8s: kube-proxy: $("$out/bin/kube-proxy" --version)"
+  log "k8s: kube-controller-manager: $("$out/bin/kube-controller-manager" --version)"
+  log "k8s: kubectl: $("$out/bin/kubectl" version --client 2>&1 | tr '\n' ' ')"
+  install_out "$out" "$K8S_DIR" "k8s.io/kubernetes@$v" "$secs"
+  log "k8s $v: built in ${secs}s -> $K8S_DIR/bin"
+}
+
+# ---- etcd ------------------------------------------------------------------------
+build_etcd() {
+  local v=$KPX_ETCD_VERSION
+  log "etcd $v: resolving"
+  local gomod goline
+  gomod="$(mod_file "go.etcd.io/etcd/server/v3@$v")"
+  goline="$(check_go_line "go.etcd.io/etcd/server/v3@$v" "$gomod")"
+  check_go_line "go.etcd.io/etcd/etcdctl/v3@$v" "$(mod_file "go.etcd.io/etcd/etcdctl/v3@$v")" >/dev/null
+
+  # Their replace directives point at sibling dirs of the etcd repo; as
+  # dependencies those are ignored and MVS picks api/pkg/client at $v.
+  local work
+  work="$(new_work "etcd-$v")"
+  printf 'module kpx.local/build/etcd\n\ngo %s\n\nrequire (\n\tgo.etcd.io/etcd/server/v3 %s\n\tgo.etcd.io/etcd/etcdctl/v3 %s\n)\n' \
+    "$goline" "$v" "$v" >"$work/go.mod"
+
+  local hash ldflags="-s -w"
+  hash="$(origin_hash "go.etcd.io/etcd/server/v3@$v")"
+  [[ -n "$hash" ]] && ldflags+=" -X go.etcd.io/etcd/api/v3/version.GitSHA=${hash:0:7}"
+
+  local out start
+  out="$(new_out "$ETCD_DIR")"
+  start=$(date +%s)
+  log "etcd $v: go build etcd etcdctl"
+  # Import paths end in /v3, so go build names the binaries "server" and "etcdctl".
+  (cd "$work" && go build -pgo=off -trimpath -ldflags "$ldflags" -o "$out/bin/" \
+    go.etcd.io/etcd/server/v3 go.etcd.io/etcd/etcdctl/v3)
+  mv "$out/bin/server" "$out/bin/etcd"
+  local secs=$(( $(date +%s) - start ))
+
+  local got
+  got="$("$out/bin/etcd" --version)"
+  log "etcd: $(tr '\n' ' ' <<<"$got")"
+  grep -q "etcd Version: ${v#v}" <<<"$got" || die "etcd --version does not report ${v#v}"
+  log "etcd: etcdctl: $("$out/bin/etcdctl" version | tr '\n' ' ')"
+  install_out "$out" "$ETCD_DIR" "go.etcd.io/etcd@$v" "$secs"
+  log "etcd $v: built in ${secs}s -> $ETCD_DIR/bin"
+}
+
+# ---- helm --------------------------------------------------------------------------
+build_helm() {
+  local v=$KPX_HELM_VERSION
+  [[ "$v" =~ ^v3\. ]] || die "KPX_HELM_VERSION must be a helm v3 version, got $v"
+  log "helm $v: resolving"
+  local gomod goline
+  gomod="$(mod_file "helm.sh/helm/v3@$v")"
+  goline="$(check_go_line "helm.sh/helm/v3@$v" "$gomod")"
+  if grep -qE '^replace|=>' "$gomod"; then
+    log "helm $v: note: its go.mod has replace directives (ignored for a dependency)"
+  fi
+
+  local work
+  work="$(new_work "helm-$v")"
+  printf 'module kpx.local/build/helm\n\ngo %s\n\nrequire helm.sh/helm/v3 %s\n' "$goline" "$v" >"$work/go.mod"
+
+  # Same ldflags as helm's Makefile: version, and the default Kubernetes
+  # version for capabilities/lint derived from the client-go it builds with.
+  local cg hash ldflags
+  cg="$(cd "$work" && go list -m -f '{{.Version}}' k8s.io/client-go)"   # e.g. v0.37.0
+  [[ "$cg" =~ ^v0\.([0-9]+)\. ]] || die "unexpected k8s.io/client-go version '$cg' for helm"
+  local kmin=${BASH_REMATCH[1]}
+  hash="$(origin_hash "helm.sh/helm/v3@$v")"
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$v"
+  ldflags+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  [[ -n "$hash" ]] && ldflags+=" -X helm.sh/helm/v3/internal/version.gitCommit=$hash"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1"
+  ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kmin"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1"
+  ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kmin"
+
+  local out start
+  out="$(new_out "$HELM_DIR")"
+  start=$(date +%s)
+  log "helm $v: go build helm"
+  (cd "$work" && go build -pgo=off -trimpath -ldflags "$ldflags" -o "$out/bin/helm" helm.sh/helm/v3/cmd/helm)
+  local secs=$(( $(date +%s) - start ))
+
+  local got
+  got="$(HOME="$work" "$out/bin/helm" version --short)"
+  log "helm: $got"
+  [[ "$got" == "$v"* ]] || die "helm version --short says '$got', expected $v"
+  install_out "$out" "$HELM_DIR" "helm.sh/helm/v3@$v" "$secs"
+  log "helm $v: built in ${secs}s -> $HELM_DIR/bin"
+}
+
+total_start=$(date +%s)
+# Smallest first, so a broken environment shows up before the long k8s build.
+if is_done "$ETCD_DIR" "${ETCD_BINS[@]}"; then log "etcd $KPX_ETCD_VERSION: cached"; else build_etcd; fi
+if is_done "$HELM_DIR" "${HELM_BINS[@]}"; then log "helm $KPX_HELM_VERSION: cached"; else build_helm; fi
+if is_done "$K8S_DIR" "${K8S_BINS[@]}"; then log "k8s $KPX_K8S_VERSION: cached"; else build_k8s; fi
+log "done in $(( $(date +%s) - total_start ))s; cache $(du -sh "$KPX_CACHE_DIR" 2>/dev/null | cut -f1) at $KPX_CACHE_DIR"
+print_env
