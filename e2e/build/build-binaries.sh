@@ -26,10 +26,12 @@
 set -euo pipefail
 
 # ---- pinned versions (override with the environment) -------------------------
-# k8s: newest v1.37.x on the proxy whose go.mod `go` line is <= Go 1.26.
-#      Note `go list -m -versions k8s.io/kubernetes` does not list v1.37.x;
-#      query explicit versions (`go list -m k8s.io/kubernetes@v1.37.N`).
-KPX_K8S_VERSION="${KPX_K8S_VERSION:-v1.37.2}"
+# k8s: newest v1.37.x whose module zip the proxy serves and whose go.mod `go`
+#      line is <= the installed Go (1.26). v1.37.2 exists (.info/.mod) but its
+#      .zip is refused (403 "not available"), so v1.37.1. Note that
+#      `go list -m -versions k8s.io/kubernetes` does not list v1.37.x at all;
+#      check a version with `go mod download -json k8s.io/kubernetes@v1.37.N`.
+KPX_K8S_VERSION="${KPX_K8S_VERSION:-v1.37.1}"
 KPX_ETCD_VERSION="${KPX_ETCD_VERSION:-v3.6.16}"
 KPX_HELM_VERSION="${KPX_HELM_VERSION:-v3.22.0}"
 
@@ -117,21 +119,21 @@ trap cleanup EXIT
 # version_le A B : Go versions without the "go" prefix, A <= B.
 version_le() { [[ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n1)" == "$1" ]]; }
 
-# mod_file MODULE@VERSION : path of that version's go.mod in GOMODCACHE.
-mod_file() {
-  local f
-  f="$(cd "$KPX_CACHE_DIR/src" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
-  [[ -n "$f" && -f "$f" ]] || die "could not download $1 from the module proxy"
-  printf '%s\n' "$f"
+# mod_download MODULE@VERSION FIELD : download the module (zip included) and
+# print one path field (GoMod or Dir) of `go mod download -json`. The proxy can
+# serve a version's .info/.mod but refuse its .zip, so check "Error" too.
+mod_download() {
+  local json field
+  json="$(cd "$KPX_CACHE_DIR/src" && go mod download -json "$1" 2>&1)" || true
+  if grep -q '"Error"' <<<"$json"; then
+    die "$1: $(sed -n 's/^[[:space:]]*"Error": "\(.*\)",\{0,1\}$/\1/p' <<<"$json" | head -n1)"
+  fi
+  field="$(sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}\$/\1/p" <<<"$json")"
+  [[ -n "$field" && -e "$field" ]] || die "could not download $1 from the module proxy: $json"
+  printf '%s\n' "$field"
 }
-
-# mod_dir MODULE@VERSION : extracted source dir in GOMODCACHE.
-mod_dir() {
-  local d
-  d="$(cd "$KPX_CACHE_DIR/src" && go mod download -json "$1" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
-  [[ -n "$d" && -d "$d" ]] || die "could not download $1 from the module proxy"
-  printf '%s\n' "$d"
-}
+mod_file() { mod_download "$1" GoMod; }   # path of that version's go.mod
+mod_dir() { mod_download "$1" Dir; }      # extracted source dir
 
 # origin_hash MODULE@VERSION : upstream commit if the proxy reports it, else "".
 origin_hash() {

@@ -289,7 +289,7 @@ export function buildFamilyModel(input: FamilyModelInput): FamilyModel {
   const { node } = input;
   const servicePorts = input.services
     .flatMap((s) => servicePortsFor(s, node.family))
-    .sort((a, b) => compareStrings(a.key, b.key));
+    .sort((a, b) => compareStrings(a.spn, b.spn) || compareStrings(a.protocol, b.protocol));
   const endpoints = endpointsFor(servicePorts, input.slices, node.family, node.name);
   let total = 0;
   for (const list of endpoints.values()) total += list.length;

@@ -1,0 +1,61 @@
+/**
+ * The `kpx` entry point: dispatches subcommands and maps errors to exit codes. Nothing below this
+ * file prints or exits; a stack trace never reaches the user.
+ */
+import { readFileSync } from 'node:fs';
+import { InputError } from '../model/documents.ts';
+import { UsageError } from './args.ts';
+import type { CommandIO } from './io.ts';
+import { previewCommand } from './preview.ts';
+
+const USAGE = `Usage: kpx <command> [options]
+
+Commands:
+  preview   compile Services and EndpointSlices into iptables rules and verify them
+  trace     trace a packet through the rules            (not available yet)
+  verify    check rules or a node's dump                (not available yet)
+  diff      behavioural diff of two states or dumps     (not available yet)
+  run       the node agent                              (not available yet)
+
+Run "kpx <command> --help" for a command's options.
+`;
+
+export function runCli(argv: readonly string[], io: CommandIO): number {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'preview':
+        return previewCommand(rest, io);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        io.stdout(USAGE);
+        return command === undefined ? 2 : 0;
+      case 'trace':
+      case 'verify':
+      case 'diff':
+      case 'run':
+        io.stderr(`kpx: ${command} is not available in this version yet\n`);
+        return 2;
+      default:
+        io.stderr(`kpx: unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof InputError) {
+      io.stderr(`kpx: ${error.message}\n`);
+      return 2;
+    }
+    const message = error instanceof Error ? error.message : String(error);
+    io.stderr(`kpx: internal error: ${message} (please report this with the input that caused it)\n`);
+    if (process.env.KPX_DEBUG === '1' && error instanceof Error) io.stderr(`${error.stack ?? ''}\n`);
+    return 70;
+  }
+}
+
+export const processIO: CommandIO = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  readStdin: () => readFileSync(0, 'utf8'),
+};

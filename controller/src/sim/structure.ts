@@ -1,0 +1,88 @@
+/**
+ * Structural invariants of a ruleset (verification gate, invariant 5): every jump target exists,
+ * no jump loops, no chain left unreferenced, per-service chains are not empty, and targets are
+ * used only in tables where netfilter accepts them.
+ */
+import { SERVICE_CHAIN_PREFIXES } from '../compile/hash.ts';
+import { isBuiltinChain, targetChain, type Ruleset, type Table, type TableName, type Target } from '../compile/ruleset.ts';
+
+export interface StructureViolation {
+  readonly table: TableName;
+  readonly chain: string;
+  readonly message: string;
+}
+
+const NAT_ONLY_TARGETS: ReadonlySet<Target['kind']> = new Set(['DNAT', 'SNAT', 'MASQUERADE', 'REDIRECT']);
+
+export interface StructureOptions {
+  /**
+   * Chains allowed to be unreferenced: when checking only kpx's own chains (a restore payload),
+   * the top-level chains are entered from built-in chains that are not part of the payload.
+   */
+  readonly entryChains?: ReadonlySet<string>;
+}
+
+function checkTable(table: Table, options: StructureOptions, out: StructureViolation[]): void {
+  const declared = new Map<string, number>();
+  for (const c of table.chains) declared.set(c.name, (declared.get(c.name) ?? 0) + 1);
+  for (const [name, count] of declared) {
+    if (count > 1) out.push({ table: table.name, chain: name, message: `chain ${name} is declared ${String(count)} times` });
+  }
+  const referenced = new Set<string>();
+  const edges = new Map<string, string[]>();
+  for (const chain of table.chains) {
+    const next: string[] = [];
+    chain.rules.forEach((r, i) => {
+      const to = targetChain(r.target);
+      const where = `rule ${String(i + 1)} of ${chain.name}`;
+      if (to !== undefined) {
+        referenced.add(to);
+        next.push(to);
+        if (isBuiltinChain(table.name, to)) {
+          out.push({ table: table.name, chain: chain.name, message: `${where} jumps to the built-in chain ${to}` });
+        } else if (!declared.has(to)) {
+          out.push({ table: table.name, chain: chain.name, message: `${where} jumps to ${to}, which does not exist` });
+        }
+      }
+      if (NAT_ONLY_TARGETS.has(r.target.kind) && table.name !== 'nat') {
+        out.push({ table: table.name, chain: chain.name, message: `${where} uses ${r.target.kind}, which works only in the nat table` });
+      }
+    });
+    edges.set(chain.name, next);
+  }
+  for (const chain of table.chains) {
+    const name = chain.name;
+    if (isBuiltinChain(table.name, name)) continue;
+    if (!referenced.has(name) && options.entryChains?.has(name) !== true) {
+      out.push({ table: table.name, chain: name, message: `chain ${name} is never jumped to` });
+    }
+    if (chain.rules.length === 0 && SERVICE_CHAIN_PREFIXES.some((p) => name.startsWith(p))) {
+      out.push({ table: table.name, chain: name, message: `service chain ${name} has no rules` });
+    }
+  }
+  // Loops: iptables-restore rejects them, so a looping ruleset would fail to apply as a whole.
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, path: string[]): void => {
+    const s = state.get(name);
+    if (s === 'done') return;
+    if (s === 'visiting') {
+      const cycle = [...path.slice(path.indexOf(name)), name].join(' -> ');
+      out.push({ table: table.name, chain: name, message: `jump loop ${cycle}` });
+      return;
+    }
+    state.set(name, 'visiting');
+    for (const to of edges.get(name) ?? []) if (declared.has(to)) visit(to, [...path, name]);
+    state.set(name, 'done');
+  };
+  for (const chain of table.chains) visit(chain.name, []);
+}
+
+export function checkStructure(ruleset: Ruleset, options: StructureOptions = {}): StructureViolation[] {
+  const out: StructureViolation[] = [];
+  for (const table of ruleset.tables) checkTable(table, options, out);
+  return out;
+}
+
+export function formatStructureViolation(v: StructureViolation): string {
+  return `${v.table}/${v.chain}: ${v.message}`;
+}
