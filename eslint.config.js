@@ -33,6 +33,7 @@ export default tseslint.config(
   },
   { files: ['controller/src/cli/**/*.ts', 'e2e/**/*.ts', 'bench/**/*.ts'], rules: { 'no-console': 'off' } },
   { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+  { files: ['controller/bin/kpx.js'], ...tseslint.configs.disableTypeChecked, languageOptions: { globals: { process: 'readonly' } } },
   {
     // vitest config files must export default
     files: ['vitest.config.ts', 'eslint.config.js'],
