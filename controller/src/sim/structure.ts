@@ -14,15 +14,7 @@ export interface StructureViolation {
 
 const NAT_ONLY_TARGETS: ReadonlySet<Target['kind']> = new Set(['DNAT', 'SNAT', 'MASQUERADE', 'REDIRECT']);
 
-export interface StructureOptions {
-  /**
-   * Chains allowed to be unreferenced: when checking only kpx's own chains (a restore payload),
-   * the top-level chains are entered from built-in chains that are not part of the payload.
-   */
-  readonly entryChains?: ReadonlySet<string>;
-}
-
-function checkTable(table: Table, options: StructureOptions, out: StructureViolation[]): void {
+function checkTable(table: Table, out: StructureViolation[]): void {
   const declared = new Map<string, number>();
   for (const c of table.chains) declared.set(c.name, (declared.get(c.name) ?? 0) + 1);
   for (const [name, count] of declared) {
@@ -37,7 +29,7 @@ function checkTable(table: Table, options: StructureOptions, out: StructureViola
       const where = `rule ${String(i + 1)} of ${chain.name}`;
       if (to !== undefined) {
         referenced.add(to);
-        next.push(to);
+        if (!isBuiltinChain(table.name, to)) next.push(to);
         if (isBuiltinChain(table.name, to)) {
           out.push({ table: table.name, chain: chain.name, message: `${where} jumps to the built-in chain ${to}` });
         } else if (!declared.has(to)) {
@@ -53,10 +45,13 @@ function checkTable(table: Table, options: StructureOptions, out: StructureViola
   for (const chain of table.chains) {
     const name = chain.name;
     if (isBuiltinChain(table.name, name)) continue;
-    if (!referenced.has(name) && options.entryChains?.has(name) !== true) {
+    // Per-service chains must be reachable and non-empty (upstream's checkIPTablesRuleJumps);
+    // top-level and foreign chains may legitimately be idle (KUBE-MARK-MASQ with no Services).
+    const perService = SERVICE_CHAIN_PREFIXES.some((p) => name.startsWith(p));
+    if (perService && !referenced.has(name)) {
       out.push({ table: table.name, chain: name, message: `chain ${name} is never jumped to` });
     }
-    if (chain.rules.length === 0 && SERVICE_CHAIN_PREFIXES.some((p) => name.startsWith(p))) {
+    if (perService && chain.rules.length === 0) {
       out.push({ table: table.name, chain: name, message: `service chain ${name} has no rules` });
     }
   }
@@ -77,9 +72,9 @@ function checkTable(table: Table, options: StructureOptions, out: StructureViola
   for (const chain of table.chains) visit(chain.name, []);
 }
 
-export function checkStructure(ruleset: Ruleset, options: StructureOptions = {}): StructureViolation[] {
+export function checkStructure(ruleset: Ruleset): StructureViolation[] {
   const out: StructureViolation[] = [];
-  for (const table of ruleset.tables) checkTable(table, options, out);
+  for (const table of ruleset.tables) checkTable(table, out);
   return out;
 }
 

@@ -1,0 +1,108 @@
+// Drives the real `kpx` launcher as a process, as tests outside the repo would.
+import { execa } from 'execa';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseRuleset } from '../sim/parse.ts';
+
+const KPX = fileURLToPath(new URL('../../bin/kpx.js', import.meta.url));
+const TESTDATA = fileURLToPath(new URL('../compile/testdata/', import.meta.url));
+
+async function kpx(args: string[], input?: string) {
+  const r = await execa(process.execPath, [KPX, ...args], { reject: false, ...(input === undefined ? {} : { input }) });
+  return { code: r.exitCode, stdout: r.stdout, stderr: r.stderr };
+}
+
+const service = (extra: string): string => `apiVersion: v1
+kind: Service
+metadata: {namespace: web, name: api}
+spec:
+  clusterIP: 10.96.0.20
+  ports: [{name: http, port: 80, protocol: TCP}]
+${extra}`;
+
+describe('kpx preview', () => {
+  it('previews the embedded example by default and exits 0', async () => {
+    const r = await kpx(['preview']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.startsWith('*filter\n:KUBE-SERVICES - [0:0]\n')).toBe(true);
+    expect(r.stdout).toContain('-A KUBE-SERVICES -m comment --comment "default/kubernetes:https cluster IP" -m tcp -p tcp -d 10.96.0.1 --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y');
+    // headless and ExternalName Services are noted, not errors
+    expect(r.stderr).toContain('Service "shop/db": headless (clusterIP None) has no proxy rules; ignored');
+    expect(parseRuleset(r.stdout).tables.map((t) => t.name)).toEqual(['filter', 'nat']);
+  });
+
+  it('reads several files, stdin, multi-document YAML and kind: List', async () => {
+    const list = JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { namespace: 'web', name: 'api-1', labels: { 'kubernetes.io/service-name': 'api' } }, addressType: 'IPv4', ports: [{ name: 'http', port: 8080, protocol: 'TCP' }], endpoints: [{ addresses: ['10.1.0.5'] }] },
+        { apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'web', name: 'cfg' } },
+      ],
+    });
+    const r = await kpx(['preview', '-f', '-', '-f', `${TESTDATA}overall-iptables-rules.yaml`, '--node-name', 'test-node'], `${service('')}---\n${list}`);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('-A KUBE-SEP-');
+    expect(r.stdout).toContain('--to-destination 10.1.0.5:8080');
+    expect(r.stdout).toContain('ns1/svc1:p80');
+    expect(r.stderr).toContain('ConfigMap "web/cfg": kpx reads only Services, EndpointSlices, Nodes and a KubeProxyConfiguration; ignored');
+  });
+
+  it('exits 2 with one line naming the file, object and field for an invalid object, and skips it', async () => {
+    const bad = service('').replace('port: 80', 'port: 70000');
+    const r = await kpx(['preview', '-f', '-'], bad);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(['kpx: error: <stdin>: Service "web/api": spec.ports[0].port: 70000 is out of range (1-65535); skipped']);
+    expect(r.stdout).not.toContain('10.96.0.20');
+    expect(r.stdout).not.toContain('Error:');
+  });
+
+  it('exits 2 for unreadable input without a stack trace', async () => {
+    const yaml = await kpx(['preview', '-f', '-'], 'kind: Service\n  bad: [indent\n');
+    expect(yaml.code).toBe(2);
+    expect(yaml.stderr).toMatch(/^kpx: <stdin>:\d+: not valid YAML or JSON: /);
+    expect(yaml.stderr).not.toContain('    at ');
+    const missing = await kpx(['preview', '-f', '/nonexistent/cluster.yaml']);
+    expect(missing).toMatchObject({ code: 2, stderr: 'kpx: /nonexistent/cluster.yaml: cannot read: ENOENT' });
+  });
+
+  it('exits 2 for bad flags, naming the flag', async () => {
+    expect(await kpx(['preview', '--masquerade-bit', '40'])).toMatchObject({ code: 2, stderr: 'kpx: --masquerade-bit: 40 is out of range (0-31)' });
+    expect(await kpx(['preview', '-o', 'yaml'])).toMatchObject({ code: 2, stderr: 'kpx: -o "yaml" is not one of restore, save, json, summary' });
+    expect(await kpx(['preview', '--node-ip', '10.0.0.300'])).toMatchObject({ code: 2, stderr: 'kpx: --node-ip "10.0.0.300" is not a valid IP address' });
+    expect((await kpx(['preview', '--bogus'])).code).toBe(2);
+    expect((await kpx(['frobnicate'])).code).toBe(2);
+  });
+
+  it('prints a standalone save dump with the built-in chain jumps', async () => {
+    const r = await kpx(['preview', '-o', 'save']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(':PREROUTING ACCEPT [0:0]');
+    expect(r.stdout).toContain('-A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES');
+  });
+
+  it('prints json with the ruleset and the verification verdict per family', async () => {
+    const r = await kpx(['preview', '-o', 'json']);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(r.stdout) as { version: number; families: { family: string; verification: { passed: boolean } }[] };
+    expect(json.version).toBe(1);
+    expect(json.families.map((f) => [f.family, f.verification.passed])).toEqual([['IPv4', true], ['IPv6', true]]);
+  });
+
+  it('honours flags over the KubeProxyConfiguration', async () => {
+    const r = await kpx(['preview', '--ip-family', 'ipv6', '--masquerade-bit', '3', '--masquerade-random-fully', 'false']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('-A KUBE-MARK-MASQ -j MARK --or-mark 0x00000008');
+    expect(r.stdout).toContain('-A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE\n');
+    expect(r.stdout).toContain('-d fd00:96::1234');
+    expect(r.stdout).not.toContain('10.96.0.1 ');
+  });
+
+  it('shows a summary with the verdict', async () => {
+    const r = await kpx(['preview', '-o', 'summary']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('shop/reports:http');
+    expect(r.stdout).toContain('REJECT (no endpoints)');
+    expect(r.stdout).toContain('verification: passed');
+  });
+});
