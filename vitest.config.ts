@@ -2,6 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    reporters: ['default', 'json'],
+    outputFile: { json: 'reports/vitest.json' },
     setupFiles: ['./controller/test-setup.ts'],
     projects: [
       {
