@@ -132,6 +132,18 @@ export function renderRuleset(ruleset: Ruleset): string {
   return lines.join('\n') + '\n';
 }
 
+/** The line number each rule has in renderRuleset's output (for paths that cite lines). */
+export function renderedLines(ruleset: Ruleset): Map<Rule, number> {
+  const lines = new Map<Rule, number>();
+  let n = 0;
+  for (const table of ruleset.tables) {
+    n += 1 + table.chains.length;
+    for (const chain of table.chains) for (const r of chain.rules) lines.set(r, ++n);
+    n += 1;
+  }
+  return lines;
+}
+
 /** The payload a full sync feeds `iptables-restore --noflush`: kpx's own chains only. */
 export function renderRestore(compiled: CompiledFamily): string {
   return renderRuleset(compiled.ruleset);

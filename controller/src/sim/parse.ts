@@ -390,8 +390,23 @@ interface MutableTable {
   chains: Map<string, Rule[]>;
 }
 
+/** A parsed dump with what the simulator needs beyond the rules themselves. */
+export interface ParsedDump {
+  readonly ruleset: Ruleset;
+  /** The line each rule came from. */
+  readonly lines: ReadonlyMap<Rule, number>;
+  /** `table/CHAIN` → policy of built-in chains (`:INPUT DROP [0:0]`). */
+  readonly policies: ReadonlyMap<string, 'ACCEPT' | 'DROP'>;
+}
+
 /** Parses a whole iptables-save or restore text. `-X CHAIN` lines remove the chain. */
 export function parseRuleset(text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): Ruleset {
+  return parseDump(text, family).ruleset;
+}
+
+export function parseDump(text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): ParsedDump {
+  const lines = new Map<Rule, number>();
+  const policies = new Map<string, 'ACCEPT' | 'DROP'>();
   const tables: MutableTable[] = [];
   let current: MutableTable | undefined;
   text.split('\n').forEach((raw, index) => {
@@ -426,6 +441,9 @@ export function parseRuleset(text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): Ru
       if (name === '') throw new RulesetParseError(lineNo, 'chain line without a name');
       // A chain line creates the chain, or flushes it (restore semantics).
       current.chains.set(name, []);
+      const policy = words[1];
+      if (policy === 'ACCEPT' || policy === 'DROP') policies.set(`${current.name}/${name}`, policy);
+      else if (policy !== undefined && policy !== '-') throw new RulesetParseError(lineNo, `chain policy "${policy}" is not ACCEPT or DROP`);
       return;
     }
     if (head === '-A' || head === '--append') {
@@ -433,7 +451,9 @@ export function parseRuleset(text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): Ru
       if (chain === undefined) throw new RulesetParseError(lineNo, '-A needs a chain');
       const rules = current.chains.get(chain);
       if (rules === undefined) throw new RulesetParseError(lineNo, `chain ${chain} is not declared in table ${current.name}`);
-      rules.push(parseRuleWords(words.slice(2), lineNo));
+      const rule = parseRuleWords(words.slice(2), lineNo);
+      lines.set(rule, lineNo);
+      rules.push(rule);
       return;
     }
     if (head === '-X' || head === '--delete-chain') {
@@ -446,7 +466,11 @@ export function parseRuleset(text: string, family: 'IPv4' | 'IPv6' = 'IPv4'): Ru
   });
   if (current !== undefined) throw new RulesetParseError(text.split('\n').length, `table ${current.name} has no COMMIT`);
   return {
-    family,
-    tables: tables.map((t): Table => ({ name: t.name, chains: [...t.chains].map(([name, rules]): Chain => ({ name, rules })) })),
+    ruleset: {
+      family,
+      tables: tables.map((t): Table => ({ name: t.name, chains: [...t.chains].map(([name, rules]): Chain => ({ name, rules })) })),
+    },
+    lines,
+    policies,
   };
 }

@@ -1,0 +1,347 @@
+/**
+ * Chain traversal: one packet through one table's chains, as exact branches.
+ *
+ * A statistic rule splits a flow in two (probability p and 1-p), so a traversal returns every
+ * possible outcome with its probability, not a sample. Everything a rule can change travels in
+ * the flow: the packet, the path, the `-m recent` lists and the NAT binding.
+ */
+import { ruleText } from '../compile/render.ts';
+import { targetChain, type Chain, type Clause, type Rule, type Ruleset, type Table, type TableName } from '../compile/ruleset.ts';
+import { cidrContains, parseAddressOrCIDR, parseIP, type CIDR, type IPAddress } from '../model/ip.ts';
+import { quantizedProbability } from './normalize.ts';
+import { interfaceAddress, isLocalAddress, type NodeNetwork, type Packet } from './packet.ts';
+
+export interface PathStep {
+  readonly table: TableName;
+  readonly chain: string;
+  readonly rule: string;
+  /** Line in the dump the rule came from (or in kpx's save rendering). */
+  readonly line: number;
+}
+
+/** `-m recent` lists: list name → address key → timestamps (seconds) of hits, newest last. */
+export type RecentLists = ReadonlyMap<string, ReadonlyMap<string, readonly number[]>>;
+
+export type ConnState = 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID' | 'UNTRACKED';
+
+export interface NatBinding {
+  readonly dnat: { readonly ip: IPAddress; readonly port: number } | undefined;
+  /** 'masquerade' picks the outgoing interface's address at POSTROUTING. */
+  readonly snat: { readonly ip: IPAddress } | 'masquerade' | undefined;
+}
+
+export interface Flow {
+  readonly probability: number;
+  readonly packet: Packet;
+  readonly path: readonly PathStep[];
+  readonly recent: RecentLists;
+  readonly state: ConnState;
+  readonly nat: NatBinding;
+  /** Whether a rule decided or changed something (not only passing through chains). */
+  readonly acted: boolean;
+}
+
+export type TableVerdict = 'ACCEPT' | 'DROP' | 'REJECT';
+
+export interface TableResult {
+  readonly flow: Flow;
+  readonly verdict: TableVerdict;
+}
+
+export interface EngineContext {
+  readonly ruleset: Ruleset;
+  readonly net: NodeNetwork;
+  /** Simulated time in seconds, for `-m recent`. */
+  readonly now: number;
+  /** Line numbers of rules, when known. */
+  readonly lines: ReadonlyMap<Rule, number>;
+  /** Policies of built-in chains (default ACCEPT). */
+  readonly policies: ReadonlyMap<string, TableVerdict>;
+}
+
+/** A rule the simulator cannot evaluate: reported, never guessed. */
+export class SimulationError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SimulationError';
+  }
+}
+
+const cidrCache = new Map<string, CIDR | undefined>();
+function cidrOf(text: string): CIDR {
+  let c = cidrCache.get(text);
+  if (c === undefined && !cidrCache.has(text)) {
+    c = parseAddressOrCIDR(text);
+    cidrCache.set(text, c);
+  }
+  if (c === undefined) throw new SimulationError(`"${text}" is not an address or CIDR`);
+  return c;
+}
+
+function ifaceMatches(pattern: string, name: string | undefined): boolean {
+  if (name === undefined) return false;
+  return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+}
+
+function addrType(net: NodeNetwork, ip: IPAddress, type: string): boolean {
+  const local = isLocalAddress(net, ip);
+  const multicast = ip.family === 'IPv4' ? ip.value >> 28n === 0xen : ip.value >> 120n === 0xffn;
+  const broadcast = ip.family === 'IPv4' && ip.value === 0xffffffffn;
+  switch (type) {
+    case 'LOCAL':
+      return local;
+    case 'UNICAST':
+      return !local && !multicast && !broadcast;
+    case 'MULTICAST':
+      return multicast;
+    case 'BROADCAST':
+      return broadcast;
+    default:
+      throw new SimulationError(`addrtype ${type} is not supported`);
+  }
+}
+
+function recentKey(ip: IPAddress, mask: string | undefined): string {
+  const m = mask === undefined ? undefined : parseIP(mask);
+  const value = m === undefined ? ip.value : ip.value & m.value;
+  return `${ip.family}:${value.toString(16)}`;
+}
+
+/** A branch of a clause's evaluation: statistic splits, everything else is certain. */
+interface Branch {
+  readonly p: number;
+  readonly matched: boolean;
+  readonly recent: RecentLists;
+}
+
+function withRecent(lists: RecentLists, name: string, key: string, times: readonly number[] | undefined): RecentLists {
+  const next = new Map(lists);
+  const list = new Map(lists.get(name) ?? []);
+  if (times === undefined) list.delete(key);
+  else list.set(key, times);
+  next.set(name, list);
+  return next;
+}
+
+function matchClause(ctx: EngineContext, flow: Flow, recent: RecentLists, c: Clause): Branch[] {
+  const pkt = flow.packet;
+  const certain = (matched: boolean): Branch[] => [{ p: 1, matched, recent }];
+  const neg = (negate: boolean, v: boolean): boolean => (negate ? !v : v);
+  switch (c.kind) {
+    case 'comment':
+    case 'nfacct':
+      return certain(true);
+    case 'protocol':
+      return certain(neg(c.negate, c.protocol === 'all' || c.protocol === pkt.protocol));
+    case 'source':
+      return certain(neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.src)));
+    case 'destination':
+      return certain(neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.dst)));
+    case 'sourcePort':
+      return certain(neg(c.negate, pkt.sport >= c.from && pkt.sport <= c.to));
+    case 'destinationPort':
+      return certain(neg(c.negate, pkt.dport >= c.from && pkt.dport <= c.to));
+    case 'inInterface':
+      return certain(neg(c.negate, ifaceMatches(c.name, pkt.inIface)));
+    case 'outInterface':
+      return certain(neg(c.negate, ifaceMatches(c.name, pkt.outIface)));
+    case 'addrtype':
+      return certain(neg(c.negate, addrType(ctx.net, c.direction === 'src' ? pkt.src : pkt.dst, c.type)));
+    case 'statisticRandom': {
+      // The kernel keeps the probability as a 31-bit fraction; use exactly that.
+      const p = quantizedProbability(c.probability) / 0x80000000;
+      return [
+        { p, matched: true, recent },
+        { p: 1 - p, matched: false, recent },
+      ].filter((b) => b.p > 0);
+    }
+    case 'statisticNth':
+      // One connection's first packet: the counter starts at 0.
+      return certain(c.packet === 0);
+    case 'mark': {
+      const mask = c.mask === undefined ? 0xffffffff : Number(BigInt(c.mask));
+      return certain(neg(c.negate, ((pkt.mark & mask) >>> 0) === (Number(BigInt(c.value)) >>> 0)));
+    }
+    case 'ctstate': {
+      const states = new Set<string>([flow.state]);
+      if (flow.nat.dnat !== undefined) states.add('DNAT');
+      if (flow.nat.snat !== undefined) states.add('SNAT');
+      return certain(neg(c.negate, c.states.some((s) => states.has(s))));
+    }
+    case 'recent': {
+      const addr = c.side === 'rdest' ? pkt.dst : pkt.src;
+      const key = recentKey(addr, c.mask);
+      const times = recent.get(c.name)?.get(key);
+      switch (c.action) {
+        case 'set': {
+          const next = withRecent(recent, c.name, key, [...(times ?? []), ctx.now]);
+          return [{ p: 1, matched: true, recent: next }];
+        }
+        case 'remove':
+          return [{ p: 1, matched: times !== undefined, recent: withRecent(recent, c.name, key, undefined) }];
+        case 'rcheck':
+        case 'update': {
+          const last = times?.at(-1);
+          const fresh = last !== undefined && (c.seconds === undefined || ctx.now - last <= c.seconds);
+          let next = recent;
+          if (c.reap && c.seconds !== undefined && times !== undefined) {
+            const seconds = c.seconds;
+            const kept = times.filter((t) => ctx.now - t <= seconds);
+            next = withRecent(next, c.name, key, kept.length === 0 ? undefined : kept);
+          }
+          if (fresh && c.action === 'update') next = withRecent(next, c.name, key, [...(times ?? []), ctx.now]);
+          return [{ p: 1, matched: fresh, recent: next }];
+        }
+      }
+    }
+  }
+}
+
+/** Evaluates a rule's clauses in order; returns each branch with whether the whole rule matched. */
+function matchRule(ctx: EngineContext, flow: Flow, rule: Rule): Branch[] {
+  let branches: Branch[] = [{ p: 1, matched: true, recent: flow.recent }];
+  for (const c of rule.clauses) {
+    const next: Branch[] = [];
+    for (const b of branches) {
+      if (!b.matched) {
+        next.push(b);
+        continue;
+      }
+      for (const r of matchClause(ctx, flow, b.recent, c)) next.push({ p: b.p * r.p, matched: r.matched, recent: r.recent });
+    }
+    branches = next;
+  }
+  return branches;
+}
+
+/** Parses `ip[:port]`, `[v6]:port` or `v6` of a NAT target. */
+export function parseNatTarget(text: string, fallbackPort: number): { ip: IPAddress; port: number } {
+  let host = text;
+  let port = fallbackPort;
+  const bracket = /^\[([^\]]+)\](?::([0-9]+))?$/.exec(text);
+  if (bracket !== null) {
+    host = bracket[1] ?? '';
+    if (bracket[2] !== undefined) port = Number(bracket[2]);
+  } else if (text.split(':').length === 2) {
+    const [h, p] = text.split(':');
+    host = h ?? '';
+    port = Number(p);
+  }
+  const range = host.split('-')[0] ?? host; // an address range: the simulator takes its first address
+  const ip = parseIP(range);
+  if (ip === undefined || !Number.isInteger(port)) throw new SimulationError(`NAT target "${text}" is not ADDRESS[:PORT]`);
+  return { ip, port };
+}
+
+interface ChainOutcome {
+  readonly flow: Flow;
+  /** undefined: fell off the end or RETURNed (the caller continues). */
+  readonly verdict: TableVerdict | undefined;
+}
+
+const MAX_DEPTH = 64;
+
+function step(ctx: EngineContext, table: Table, chain: Chain, index: number, rule: Rule): PathStep {
+  return { table: table.name, chain: chain.name, rule: ruleText(rule), line: ctx.lines.get(rule) ?? index + 1 };
+}
+
+function runChain(ctx: EngineContext, table: Table, chain: Chain, start: Flow, depth: number): ChainOutcome[] {
+  if (depth > MAX_DEPTH) throw new SimulationError(`chain ${chain.name} nests deeper than ${String(MAX_DEPTH)} jumps (a loop?)`);
+  const results: ChainOutcome[] = [];
+  let active: Flow[] = [start];
+  chain.rules.forEach((rule, index) => {
+    const next: Flow[] = [];
+    for (const flow of active) {
+      for (const b of matchRule(ctx, flow, rule)) {
+        const f: Flow = { ...flow, probability: flow.probability * b.p, recent: b.recent };
+        if (!b.matched) {
+          next.push(f);
+          continue;
+        }
+        const taken: Flow = { ...f, path: [...f.path, step(ctx, table, chain, index, rule)] };
+        applyTarget(ctx, table, rule, taken, depth, next, results);
+      }
+    }
+    active = next;
+  });
+  for (const flow of active) results.push({ flow, verdict: undefined });
+  return results;
+}
+
+function applyTarget(ctx: EngineContext, table: Table, rule: Rule, flow: Flow, depth: number, cont: Flow[], done: ChainOutcome[]): void {
+  const t = rule.target;
+  const pkt = flow.packet;
+  const natOnly = (): void => {
+    if (table.name !== 'nat') throw new SimulationError(`${t.kind} is only valid in the nat table`);
+  };
+  switch (t.kind) {
+    case 'none':
+    case 'LOG':
+      cont.push(flow);
+      return;
+    case 'ACCEPT':
+    case 'DROP':
+    case 'REJECT':
+      done.push({ flow: { ...flow, acted: true }, verdict: t.kind });
+      return;
+    case 'RETURN':
+      done.push({ flow, verdict: undefined });
+      return;
+    case 'NOTRACK':
+      cont.push({ ...flow, state: 'UNTRACKED', acted: true });
+      return;
+    case 'MARK': {
+      const v = Number(BigInt(t.value)) >>> 0;
+      const m = t.mask === undefined ? 0xffffffff : Number(BigInt(t.mask)) >>> 0;
+      const ops = { or: pkt.mark | v, xor: pkt.mark ^ v, and: pkt.mark & v, set: (pkt.mark & ~m) | v, 'set-xmark': (pkt.mark & ~m) ^ v };
+      cont.push({ ...flow, packet: { ...pkt, mark: ops[t.op] >>> 0 }, acted: true });
+      return;
+    }
+    case 'DNAT': {
+      natOnly();
+      const to = parseNatTarget(t.toDestination, pkt.dport);
+      done.push({ flow: { ...flow, packet: { ...pkt, dst: to.ip, dport: to.port }, nat: { ...flow.nat, dnat: to }, acted: true }, verdict: 'ACCEPT' });
+      return;
+    }
+    case 'REDIRECT': {
+      natOnly();
+      const local = pkt.inIface === undefined ? undefined : interfaceAddress(ctx.net, pkt.inIface, pkt.family);
+      const ip = local ?? (pkt.family === 'IPv4' ? { family: pkt.family, value: 0x7f000001n } : { family: pkt.family, value: 1n });
+      const port = t.toPorts === undefined ? pkt.dport : Number(t.toPorts.split('-')[0]);
+      done.push({ flow: { ...flow, packet: { ...pkt, dst: ip, dport: port }, nat: { ...flow.nat, dnat: { ip, port } }, acted: true }, verdict: 'ACCEPT' });
+      return;
+    }
+    case 'SNAT': {
+      natOnly();
+      const to = parseNatTarget(t.toSource, pkt.sport);
+      done.push({ flow: { ...flow, nat: { ...flow.nat, snat: { ip: to.ip } }, acted: true }, verdict: 'ACCEPT' });
+      return;
+    }
+    case 'MASQUERADE':
+      natOnly();
+      done.push({ flow: { ...flow, nat: { ...flow.nat, snat: 'masquerade' }, acted: true }, verdict: 'ACCEPT' });
+      return;
+    case 'jump':
+    case 'goto': {
+      const name = targetChain(t) ?? '';
+      const sub = table.chains.find((c) => c.name === name);
+      if (sub === undefined) throw new SimulationError(`rule jumps to ${name}, which does not exist in table ${table.name}`);
+      for (const r of runChain(ctx, table, sub, flow, depth + 1)) {
+        if (r.verdict !== undefined) done.push(r);
+        // goto: falling off the target returns from *this* chain too.
+        else if (t.kind === 'goto') done.push(r);
+        else cont.push(r.flow);
+      }
+      return;
+    }
+  }
+}
+
+/** Runs a built-in chain of a table; a table or chain that is absent accepts. */
+export function runHook(ctx: EngineContext, tableName: TableName, chainName: string, flow: Flow): TableResult[] {
+  const table = ctx.ruleset.tables.find((t) => t.name === tableName);
+  const chain = table?.chains.find((c) => c.name === chainName);
+  if (table === undefined || chain === undefined) return [{ flow, verdict: 'ACCEPT' }];
+  const policy = ctx.policies.get(`${tableName}/${chainName}`) ?? 'ACCEPT';
+  return runChain(ctx, table, chain, flow, 0).map((r) => ({ flow: r.flow, verdict: r.verdict ?? policy }));
+}

@@ -1,0 +1,137 @@
+// Expectations follow reference §7.3 (upstream's packet-flow tests) and DESIGN.md's simulator
+// section; the simulator adds exact probabilities, conntrack replies and the node's real path.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { compileFamily } from '../compile/compile.ts';
+import { renderedLines, standaloneRuleset } from '../compile/render.ts';
+import { buildProxyModels, classifyObjects } from '../model/cluster.ts';
+import { decodeDocuments } from '../model/documents.ts';
+import { parseIP, type IPAddress } from '../model/ip.ts';
+import type { EngineContext } from './engine.ts';
+import { traceNewConnection, type Outcome } from './netfilter.ts';
+import { parseDump } from './parse.ts';
+import { singleInterfaceNetwork, type SimProtocol } from './packet.ts';
+
+const ip = (text: string): IPAddress => {
+  const v = parseIP(text);
+  if (v === undefined) throw new Error(text);
+  return v;
+};
+
+function exampleContext(): EngineContext {
+  const text = readFileSync(new URL('../../../examples/cluster.yaml', import.meta.url), 'utf8');
+  const [model] = buildProxyModels(classifyObjects(decodeDocuments(text, 'cluster.yaml')).state).families;
+  if (model === undefined) throw new Error('no model');
+  const ruleset = standaloneRuleset(compileFamily(model));
+  return { ruleset, net: singleInterfaceNetwork([ip('10.89.0.10')]), now: 0, lines: renderedLines(ruleset), policies: new Map() };
+}
+
+const ctx = exampleContext();
+const trace = (src: string, dst: string, dport: number, protocol: SimProtocol = 'tcp'): Outcome[] =>
+  traceNewConnection(ctx, { protocol, src: ip(src), dst: ip(dst), sport: 40000, dport }, { withReply: true });
+const summary = (outs: Outcome[]) => outs.map((o) => [o.probability, o.verdict, o.destination, o.masquerade]);
+
+describe('traceNewConnection on the example cluster (node-a, 10.89.0.10, pods 10.244.0.0/16)', () => {
+  it('pod → ClusterIP: every endpoint with probability 1/n, no masquerade', () => {
+    expect(summary(trace('10.244.1.5', '10.96.0.10', 53, 'udp'))).toEqual([
+      [0.5, 'ACCEPT', '10.244.1.3:53', false],
+      [0.5, 'ACCEPT', '10.244.2.4:53', false],
+    ]);
+  });
+
+  it('three endpoints split exactly into thirds (1/3, then 1/2 of the rest)', () => {
+    const outs = trace('10.244.1.5', '10.96.12.34', 80);
+    expect(outs.map((o) => o.destination).sort()).toEqual(['10.244.1.21:8080', '10.244.1.22:8080', '10.244.2.23:8080']);
+    for (const o of outs) expect(Math.abs(o.probability - 1 / 3)).toBeLessThan(1e-9);
+  });
+
+  it('external client → NodePort: endpoints, masqueraded to the node IP; the reply comes from the NodePort', () => {
+    const outs = trace('203.0.113.7', '10.89.0.10', 30081);
+    expect(summary(outs)).toEqual([
+      [0.5, 'ACCEPT', '10.244.1.31:8080', true],
+      [0.5, 'ACCEPT', '10.244.2.32:8080', true],
+    ]);
+    expect(outs[0]?.source).toBe('10.89.0.10');
+    expect(outs[0]?.reply).toMatchObject({ verdict: 'ACCEPT', source: '10.89.0.10:30081', destination: '203.0.113.7:40000' });
+    // PREROUTING → KUBE-SERVICES → (last rule) KUBE-NODEPORTS → EXT (mark, then SVC) → statistic → SEP
+    // DNAT; FORWARD visits KUBE-PROXY-FIREWALL (no match) then KUBE-FORWARD accepts the marked
+    // packet; POSTROUTING clears the mark and masquerades.
+    expect(outs[0]?.path.map((s) => `${s.table}/${s.chain}`)).toEqual([
+      'nat/PREROUTING', 'nat/KUBE-SERVICES', 'nat/KUBE-NODEPORTS', 'nat/KUBE-EXT-FAXFPGMJVQWLKPGL', 'nat/KUBE-MARK-MASQ',
+      'nat/KUBE-EXT-FAXFPGMJVQWLKPGL', 'nat/KUBE-SVC-FAXFPGMJVQWLKPGL', 'nat/KUBE-SEP-MPUOALNE6M5W3UNY',
+      'filter/FORWARD', 'filter/FORWARD', 'filter/KUBE-FORWARD', 'nat/POSTROUTING', 'nat/KUBE-POSTROUTING', 'nat/KUBE-POSTROUTING',
+    ]);
+  });
+
+  it('no endpoints → REJECT; ITP Local without a local endpoint → DROP', () => {
+    expect(summary(trace('10.244.1.5', '10.96.90.9', 80))).toEqual([[1, 'REJECT', null, false]]);
+    expect(summary(trace('10.89.0.10', '10.96.50.5', 9090))).toEqual([[1, 'DROP', null, false]]);
+  });
+
+  it('LB IP with source ranges: outside → DROP by KUBE-PROXY-FIREWALL; inside → endpoints, masqueraded', () => {
+    const blocked = trace('203.0.113.7', '203.0.113.20', 443);
+    expect(summary(blocked)).toEqual([[1, 'DROP', null, false]]);
+    expect(blocked[0]?.path.at(-1)?.chain).toBe('KUBE-PROXY-FIREWALL');
+    expect(summary(trace('198.51.100.7', '203.0.113.20', 443))).toEqual([
+      [0.5, 'ACCEPT', '10.244.1.40:8443', true],
+      [0.5, 'ACCEPT', '10.244.2.41:8443', true],
+    ]);
+  });
+
+  it('eTP Local LB: external clients keep their IP and reach only local endpoints', () => {
+    const outs = trace('203.0.113.7', '203.0.113.10', 80);
+    expect(summary(outs)).toEqual([
+      [0.5, 'ACCEPT', '10.244.1.21:8080', false],
+      [0.5, 'ACCEPT', '10.244.1.22:8080', false],
+    ]);
+    expect(outs[0]?.source).toBe('203.0.113.7');
+  });
+
+  it('hairpin: a pod reaching itself through its Service is masqueraded', () => {
+    const outs = trace('10.244.1.3', '10.96.0.10', 53, 'udp');
+    const self = outs.find((o) => o.destination === '10.244.1.3:53');
+    const other = outs.find((o) => o.destination === '10.244.2.4:53');
+    expect(self?.masquerade).toBe(true);
+    expect(other?.masquerade).toBe(false);
+  });
+
+  it('traffic that is not Service traffic passes untouched (SSH to the node)', () => {
+    expect(trace('203.0.113.7', '10.89.0.10', 22).map((o) => [o.probability, o.verdict, o.matched, o.destination, o.delivery])).toEqual([
+      [1, 'ACCEPT', false, null, 'local'],
+    ]);
+  });
+
+  it('the node itself → ClusterIP is masqueraded (it is not a pod)', () => {
+    expect(summary(trace('10.89.0.10', '10.96.60.6', 8080))).toEqual([
+      [0.5, 'ACCEPT', '10.244.1.61:8080', true],
+      [0.5, 'ACCEPT', '10.244.2.62:8080', true],
+    ]);
+  });
+});
+
+describe('general netfilter rulesets', () => {
+  it('honours chain policies, -m state and REDIRECT keeping the original destination in conntrack', () => {
+    const dump = parseDump(`*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A PREROUTING -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128
+COMMIT
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m state --state RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 3128 -j ACCEPT
+COMMIT
+`);
+    const c: EngineContext = { ruleset: dump.ruleset, net: singleInterfaceNetwork([ip('192.0.2.1')]), now: 0, lines: dump.lines, policies: dump.policies };
+    const web = traceNewConnection(c, { protocol: 'tcp', src: ip('198.51.100.9'), dst: ip('203.0.113.80'), sport: 5555, dport: 80 }, { withReply: true });
+    expect(web.map((o) => [o.verdict, o.destination, o.delivery])).toEqual([['ACCEPT', '192.0.2.1:3128', 'local']]);
+    expect(web[0]?.reply).toMatchObject({ verdict: 'ACCEPT', source: '203.0.113.80:80' });
+    const ssh = traceNewConnection(c, { protocol: 'tcp', src: ip('198.51.100.9'), dst: ip('192.0.2.1'), sport: 5555, dport: 22 });
+    expect(ssh.map((o) => [o.verdict, o.path.length, o.matched])).toEqual([['DROP', 0, false]]);
+    expect(ssh[0]?.delivery).toBe('dropped');
+  });
+});

@@ -1,0 +1,95 @@
+/**
+ * Packets, the node's network (local addresses, interfaces, routes) and the simulated state a
+ * packet carries through netfilter.
+ */
+import { cidrContains, formatIP, isLoopback, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
+
+export type SimProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6';
+
+export interface Packet {
+  readonly family: IPFamily;
+  readonly protocol: SimProtocol;
+  readonly src: IPAddress;
+  readonly dst: IPAddress;
+  /** 0 for protocols without ports. */
+  readonly sport: number;
+  readonly dport: number;
+  /** The interface the packet arrived on; undefined for locally generated packets. */
+  readonly inIface: string | undefined;
+  /** Set by the routing decision. */
+  readonly outIface: string | undefined;
+  /** skb->mark */
+  readonly mark: number;
+}
+
+export interface Interface {
+  readonly name: string;
+  /** Each address is local; each prefix is a connected route via this interface. */
+  readonly addresses: readonly { readonly ip: IPAddress; readonly prefix: CIDR }[];
+}
+
+export interface NodeNetwork {
+  readonly interfaces: readonly Interface[];
+  /** Extra local addresses not bound to a listed interface (e.g. LB VIPs on the node). */
+  readonly extraLocal: readonly IPAddress[];
+}
+
+export function isLocalAddress(net: NodeNetwork, ip: IPAddress): boolean {
+  if (isLoopback(ip)) return true;
+  const same = (a: IPAddress): boolean => a.family === ip.family && a.value === ip.value;
+  return net.interfaces.some((i) => i.addresses.some((a) => same(a.ip))) || net.extraLocal.some(same);
+}
+
+/** The interface a packet to `dst` leaves by: loopback for local, a connected prefix, else the default. */
+export function routeOut(net: NodeNetwork, dst: IPAddress): string {
+  if (isLocalAddress(net, dst)) return 'lo';
+  let best: { name: string; prefix: number } | undefined;
+  for (const i of net.interfaces) {
+    for (const a of i.addresses) {
+      if (cidrContains(a.prefix, dst) && (best === undefined || a.prefix.prefix > best.prefix)) best = { name: i.name, prefix: a.prefix.prefix };
+    }
+  }
+  return best?.name ?? net.interfaces[0]?.name ?? 'eth0';
+}
+
+/** The interface a packet from `src` arrives on (connected prefix, else the first interface). */
+export function arrivalInterface(net: NodeNetwork, src: IPAddress): string {
+  if (isLocalAddress(net, src)) return 'lo';
+  for (const i of net.interfaces) if (i.addresses.some((a) => cidrContains(a.prefix, src))) return i.name;
+  return net.interfaces[0]?.name ?? 'eth0';
+}
+
+/** The primary address of the interface a packet leaves by (the MASQUERADE source). */
+export function interfaceAddress(net: NodeNetwork, name: string, family: IPFamily): IPAddress | undefined {
+  if (name === 'lo') return family === 'IPv4' ? { family, value: 0x7f000001n } : { family, value: 1n };
+  return net.interfaces.find((i) => i.name === name)?.addresses.find((a) => a.ip.family === family)?.ip;
+}
+
+/** Parses `NAME=ADDR/PREFIX[,ADDR/PREFIX]` (the `--iface` flag). */
+export function parseInterfaceSpec(spec: string): Interface | string {
+  const eq = spec.indexOf('=');
+  if (eq <= 0) return `"${spec}" is not NAME=ADDR/PREFIX[,ADDR/PREFIX]`;
+  const name = spec.slice(0, eq);
+  const addresses = [];
+  for (const part of spec.slice(eq + 1).split(',')) {
+    const slash = part.indexOf('/');
+    const ip = parseIP(slash < 0 ? part : part.slice(0, slash));
+    const prefix = parseCIDR(slash < 0 ? `${part}/${part.includes(':') ? '128' : '32'}` : part);
+    if (ip === undefined || prefix === undefined) return `"${part}" in --iface ${name} is not ADDR/PREFIX`;
+    addresses.push({ ip, prefix });
+  }
+  return { name, addresses };
+}
+
+/** One interface `eth0` holding the given addresses as host routes (the default without --iface). */
+export function singleInterfaceNetwork(addresses: readonly IPAddress[]): NodeNetwork {
+  return {
+    interfaces: [{ name: 'eth0', addresses: addresses.map((ip) => ({ ip, prefix: { family: ip.family, network: ip.value, prefix: ip.family === 'IPv4' ? 32 : 128 } })) }],
+    extraLocal: [],
+  };
+}
+
+export function endpointText(ip: IPAddress, port: number): string {
+  const host = formatIP(ip);
+  return ip.family === 'IPv6' ? `[${host}]:${String(port)}` : `${host}:${String(port)}`;
+}
