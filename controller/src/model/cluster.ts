@@ -35,12 +35,16 @@ const KINDS = {
   KubeProxyConfiguration: { apiVersion: 'kubeproxy.config.k8s.io/v1alpha1', bucket: 'proxyConfigurations' },
 } as const;
 
+const CLUSTER_SCOPED = new Set(['Node', 'KubeProxyConfiguration', 'Namespace']);
+
 function labelOf(obj: JsonObject): string {
   const kind = typeof obj.kind === 'string' ? obj.kind : 'object';
   const meta = (typeof obj.metadata === 'object' && obj.metadata !== null ? obj.metadata : {}) as { name?: unknown; namespace?: unknown };
+  // Namespaced objects without a namespace are read as "default" (metadataOf), so name them so.
+  const namespace = typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : CLUSTER_SCOPED.has(kind) ? undefined : 'default';
   return objectLabel(kind, {
     ...(typeof meta.name === 'string' ? { name: meta.name } : {}),
-    ...(typeof meta.namespace === 'string' ? { namespace: meta.namespace } : {}),
+    ...(namespace === undefined ? {} : { namespace }),
   });
 }
 

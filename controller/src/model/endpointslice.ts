@@ -4,7 +4,7 @@
 import { arrayAt, boolAt, enumAt, metadataOf, objectAt, portAt, stringAt, type JsonObject } from './fields.ts';
 import { formatIP, parseIP, type IPFamily } from './ip.ts';
 import { FieldError, quote } from './problem.ts';
-import { HEADLESS_LABEL, PROTOCOLS, SERVICE_PROXY_NAME_LABEL, type Protocol } from './service.ts';
+import { HEADLESS_LABEL, PROTOCOLS, type Protocol } from './service.ts';
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
@@ -53,9 +53,8 @@ export function readEndpointSlice(obj: JsonObject): EndpointSliceReading {
   const serviceName = meta.labels[SERVICE_NAME_LABEL] ?? '';
   if (serviceName === '') return { kind: 'ignored', reason: `no ${SERVICE_NAME_LABEL} label, so it belongs to no Service` };
   if (meta.labels[HEADLESS_LABEL] !== undefined) return { kind: 'ignored', reason: `labelled ${HEADLESS_LABEL}` };
-  if (meta.labels[SERVICE_PROXY_NAME_LABEL] !== undefined) {
-    return { kind: 'ignored', reason: `labelled ${SERVICE_PROXY_NAME_LABEL} (its Service decides; kube-proxy never watches these)` };
-  }
+  // A service-proxy-name label (copied from the Service by the EndpointSlice controller) is not
+  // checked here: the Service filter decides, and a foreign Service's slices match no service port.
   if (addressType === 'FQDN') return { kind: 'ignored', reason: 'addressType FQDN is not proxied' };
 
   const notes: string[] = [];
