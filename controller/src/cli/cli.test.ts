@@ -106,3 +106,41 @@ describe('kpx preview', () => {
     expect(r.stdout).toContain('verification: passed');
   });
 });
+
+describe('kpx trace', () => {
+  it('explains a NodePort packet from an external client as JSON (documented shape)', async () => {
+    const r = await kpx(['trace', '--src', '203.0.113.7', '--dst', '10.89.0.10', '--dport', '30081', '-o', 'json']);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(r.stdout) as {
+      version: number;
+      packet: { protocol: string; source: string; destination: string };
+      outcomes: { probability: number; verdict: string; matched: boolean; destination: string | null; masquerade: boolean; source: string; path: { table: string; chain: string; rule: string; line: number }[] }[];
+    };
+    expect(json.version).toBe(1);
+    expect(json.packet).toMatchObject({ protocol: 'tcp', source: '203.0.113.7:40000', destination: '10.89.0.10:30081' });
+    expect(json.outcomes.map((o) => [o.probability, o.verdict, o.matched, o.destination, o.masquerade, o.source])).toEqual([
+      [0.5, 'ACCEPT', true, '10.244.1.31:8080', true, '10.89.0.10'],
+      [0.5, 'ACCEPT', true, '10.244.2.32:8080', true, '10.89.0.10'],
+    ]);
+    // Each path step cites the line of `kpx preview -o save` holding that rule.
+    const save = (await kpx(['preview', '-o', 'save'])).stdout.split('\n');
+    for (const step of json.outcomes[0]?.path ?? []) expect(save[step.line - 1]).toBe(`-A ${step.chain} ${step.rule}`);
+  });
+
+  it('traces through a node dump with --rules and reports unsupported rules with their line', async () => {
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp('/tmp/kpx-trace-'));
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(`${dir}/ok.save`, '*filter\n:INPUT DROP [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n');
+    const ok = await kpx(['trace', '--rules', `${dir}/ok.save`, '--node-ip', '192.0.2.1', '--src', '198.51.100.1', '--dst', '192.0.2.1', '--dport', '80']);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain('[100%] DROP');
+    await writeFile(`${dir}/bad.save`, '*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m hashlimit --hashlimit-upto 1/sec -j ACCEPT\nCOMMIT\n');
+    const bad = await kpx(['trace', '--rules', `${dir}/bad.save`, '--src', '198.51.100.1', '--dst', '192.0.2.1', '--dport', '80']);
+    expect(bad).toMatchObject({ code: 2, stderr: `kpx: ${dir}/bad.save: line 3: match module "hashlimit" is not supported` });
+  });
+
+  it('rejects incomplete packets with a usage error', async () => {
+    expect(await kpx(['trace', '--src', '10.0.0.1', '--dst', '10.96.0.1'])).toMatchObject({ code: 2, stderr: 'kpx: --dport is required for this protocol' });
+    expect(await kpx(['trace', '--src', '10.0.0.1', '--dst', 'fd00::1', '--dport', '80'])).toMatchObject({ code: 2, stderr: 'kpx: --src and --dst must be of the same IP family' });
+  });
+});

@@ -7,12 +7,13 @@ import { InputError } from '../model/documents.ts';
 import { UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
 import { previewCommand } from './preview.ts';
+import { traceCommand } from './trace.ts';
 
 const USAGE = `Usage: kpx <command> [options]
 
 Commands:
   preview   compile Services and EndpointSlices into iptables rules and verify them
-  trace     trace a packet through the rules            (not available yet)
+  trace     trace a packet through the rules, with exact probabilities
   verify    check rules or a node's dump                (not available yet)
   diff      behavioural diff of two states or dumps     (not available yet)
   run       the node agent                              (not available yet)
@@ -33,6 +34,7 @@ export function runCli(argv: readonly string[], io: CommandIO): number {
         io.stdout(USAGE);
         return command === undefined ? 2 : 0;
       case 'trace':
+        return traceCommand(rest, io);
       case 'verify':
       case 'diff':
       case 'run':

@@ -4,12 +4,11 @@
  */
 import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
 import { renderRestore, renderSave, ruleText, standaloneRuleset } from '../compile/render.ts';
-import { buildProxyModels, classifyObjects, type ProxyModels } from '../model/cluster.ts';
-import { formatProblem } from '../model/problem.ts';
+import type { ProxyModels } from '../model/cluster.ts';
 import { checkStructure, formatStructureViolation, type StructureViolation } from '../sim/structure.ts';
-import { parseProxyArgs, proxyOverrides, UsageError } from './args.ts';
-import { loadInputs } from './inputs.ts';
+import { parseProxyArgs, UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
+import { loadModels } from './pipeline.ts';
 import { renderSummary } from './summary.ts';
 
 export const PREVIEW_USAGE = `Usage: kpx preview [-f FILE]... [node and proxy options] [-o restore|save|json|summary]
@@ -94,13 +93,7 @@ export function previewCommand(args: readonly string[], io: CommandIO): number {
   if (!['restore', 'save', 'json', 'summary'].includes(output)) {
     throw new UsageError(`-o "${output}" is not one of restore, save, json, summary`);
   }
-  const overrides = proxyOverrides(values);
-  const inputs = loadInputs(values.file, io.readStdin);
-  const { state, problems: classifyProblems } = classifyObjects(inputs.objects);
-  const models = buildProxyModels(state, { overrides });
-  const problems = [...classifyProblems, ...models.problems];
-  for (const p of problems) io.stderr(`kpx: ${p.kind === 'invalid' ? 'error' : 'note'}: ${formatProblem(p)}\n`);
-
+  const { models, problems, description } = loadModels(values, io);
   const reports = compileAndVerify(models);
   const primary = reports[0];
   if (primary === undefined) throw new UsageError('no IP family to compile');
@@ -115,7 +108,7 @@ export function previewCommand(args: readonly string[], io: CommandIO): number {
       io.stdout(`${JSON.stringify(jsonReport(models, reports), null, 2)}\n`);
       break;
     case 'summary':
-      io.stdout(renderSummary({ models, reports, inputs: inputs.description }));
+      io.stdout(renderSummary({ models, reports, inputs: description }));
       break;
   }
   const violations = reports.flatMap((r) => r.violations.map((v) => `${r.compiled.family} ${formatStructureViolation(v)}`));
