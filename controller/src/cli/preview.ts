@@ -3,9 +3,9 @@
  * Exit 0 when verification passes, 3 on violations, 2 for bad input or usage.
  */
 import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
-import { renderRestore, renderSave, ruleText, standaloneRuleset } from '../compile/render.ts';
+import { renderRestore, renderSave, ruleText } from '../compile/render.ts';
 import type { ProxyModels } from '../model/cluster.ts';
-import { checkStructure, formatStructureViolation, type StructureViolation } from '../sim/structure.ts';
+import { formatViolation, verifyCompiled, type Violation } from '../sim/verify.ts';
 import { parseProxyArgs, UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
 import { loadModels } from './pipeline.ts';
@@ -44,13 +44,15 @@ Exit status: 0 verified, 3 verification found violations, 2 bad input or usage.
 
 export interface FamilyReport {
   readonly compiled: CompiledFamily;
-  readonly violations: readonly StructureViolation[];
+  readonly checks: number;
+  readonly violations: readonly Violation[];
 }
 
 export function compileAndVerify(models: ProxyModels): FamilyReport[] {
   return models.families.map((model) => {
     const compiled = compileFamily(model);
-    return { compiled, violations: checkStructure(standaloneRuleset(compiled)) };
+    const report = verifyCompiled(compiled);
+    return { compiled, checks: report.checks, violations: report.violations };
   });
 }
 
@@ -58,7 +60,7 @@ function jsonReport(models: ProxyModels, reports: readonly FamilyReport[]): unkn
   return {
     version: 1,
     node: { name: models.config.nodeName, addresses: models.node?.addresses ?? models.config.nodeIPs },
-    families: reports.map(({ compiled, violations }) => ({
+    families: reports.map(({ compiled, checks, violations }) => ({
       family: compiled.family,
       largeClusterMode: compiled.model.largeClusterMode,
       ruleset: {
@@ -77,7 +79,7 @@ function jsonReport(models: ProxyModels, reports: readonly FamilyReport[]): unkn
           local: sp.categories.localEndpoints.map((e) => e.endpoint),
         },
       })),
-      verification: { passed: violations.length === 0, violations: violations.map(formatStructureViolation) },
+      verification: { passed: violations.length === 0, checks, violations },
     })),
     problems: models.problems.map((p) => ({ kind: p.kind, source: p.source, object: p.object, message: p.message })),
   };
@@ -111,7 +113,7 @@ export function previewCommand(args: readonly string[], io: CommandIO): number {
       io.stdout(renderSummary({ models, reports, inputs: description }));
       break;
   }
-  const violations = reports.flatMap((r) => r.violations.map((v) => `${r.compiled.family} ${formatStructureViolation(v)}`));
+  const violations = reports.flatMap((r) => r.violations.map((v) => `${r.compiled.family} ${formatViolation(v)}`));
   for (const v of violations) io.stderr(`kpx: verification: ${v}\n`);
   if (violations.length > 0) return 3;
   return problems.some((p) => p.kind === 'invalid') ? 2 : 0;

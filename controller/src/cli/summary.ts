@@ -41,7 +41,7 @@ export function renderSummary({ models, reports, inputs }: SummaryInput): string
   const node = models.config.nodeName === '' ? '(none: no endpoint is local)' : models.config.nodeName;
   out.push(`kpx preview of ${inputs}`);
   out.push(`node ${node}; ${String(models.serviceCount)} services, ${String(models.endpointSliceCount)} endpoint slices read`);
-  for (const { compiled, violations } of reports) {
+  for (const { compiled, checks, violations } of reports) {
     const n = compiled.model.node;
     out.push('');
     out.push(`${compiled.family}: node IP ${n.primaryIP ?? 'unknown'}, local traffic ${n.detector.kind === 'cidr' ? `from ${n.detector.cidr}` : n.detector.kind === 'interface' ? `on ${n.detector.name}` : 'not detected'}, mark ${n.masqueradeMark}${compiled.model.largeClusterMode ? ', large-cluster mode' : ''}`);
@@ -63,7 +63,7 @@ export function renderSummary({ models, reports, inputs }: SummaryInput): string
     out.push(table(rows));
     const counts = compiled.ruleset.tables.map((t) => `${t.name} ${String(t.chains.length)} chains / ${String(t.chains.reduce((n, c) => n + c.rules.length, 0))} rules`);
     out.push(`rules: ${counts.join(', ')} (+${String(compiled.jumps.length)} jumps from built-in chains)`);
-    out.push(violations.length === 0 ? 'verification: passed (structure)' : `verification: FAILED, ${String(violations.length)} violations`);
+    out.push(violations.length === 0 ? `verification: passed (${String(checks)} simulated connections, structure)` : `verification: FAILED, ${String(violations.length)} violations (see stderr)`);
   }
   const invalid = models.problems.filter((p) => p.kind === 'invalid').length;
   if (invalid > 0) out.push(`\n${String(invalid)} invalid objects were skipped (see stderr)`);

@@ -87,6 +87,11 @@ function readPorts(spec: JsonObject): ServicePortSpec[] {
     if (raw.length > 1 && name === '') throw new FieldError(`${f}.name`, 'is required when the Service has more than one port');
     if (seen.has(name)) throw new FieldError(`${f}.name`, `${quote(name)} is a duplicate port name`);
     seen.add(name);
+    // The apiserver rejects two ports with the same number and protocol (they would share a VIP).
+    const clash = ports.find((q) => q.port === port && q.protocol === protocol);
+    if (clash !== undefined) throw new FieldError(`${f}.port`, `${String(port)}/${protocol} is already used by port ${quote(clash.name)}`);
+    const npClash = nodePort === 0 ? undefined : ports.find((q) => q.nodePort === nodePort && q.protocol === protocol);
+    if (npClash !== undefined) throw new FieldError(`${f}.nodePort`, `${String(nodePort)}/${protocol} is already used by port ${quote(npClash.name)}`);
     ports.push({ name, port, protocol, nodePort });
   });
   return ports;
