@@ -5,10 +5,10 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileFamily } from '../compile/compile.ts';
-import { renderedLines, standaloneRuleset } from '../compile/render.ts';
+import { renderedLines, ruleText, standaloneRuleset } from '../compile/render.ts';
 import type { Rule, Ruleset } from '../compile/ruleset.ts';
 import { formatIP, parseIP, type IPAddress, type IPFamily } from '../model/ip.ts';
-import { SimulationError, type EngineContext, type TableVerdict } from '../sim/engine.ts';
+import { SimulationError, type EngineContext, type PathStep, type TableVerdict } from '../sim/engine.ts';
 import { traceNewConnection, type Outcome } from '../sim/netfilter.ts';
 import { endpointText, parseInterfaceSpec, singleInterfaceNetwork, type Interface, type NodeNetwork, type SimProtocol } from '../sim/packet.ts';
 import { parseDump, RulesetParseError } from '../sim/parse.ts';
@@ -142,10 +142,10 @@ function renderText(packetLine: string, outcomes: readonly Outcome[]): string {
   const out = [packetLine, '', `${String(outcomes.length)} possible outcome${outcomes.length === 1 ? '' : 's'}:`];
   for (const o of outcomes) {
     out.push('', `[${percent(o.probability)}] ${verdictLine(o)}${VERDICT_MEANING[o.verdict]}`);
-    for (const s of o.path) out.push(`    ${`${s.table}/${s.chain}`.padEnd(36)} line ${String(s.line).padStart(4)}  ${s.rule}`);
+    for (const s of o.path) out.push(`    ${`${s.table}/${s.chain}`.padEnd(36)} line ${String(s.line).padStart(4)}  ${ruleText(s.rule)}`);
     if (o.reply !== undefined) {
       out.push(`  reply: ${o.reply.verdict}, ${o.reply.source} -> ${o.reply.destination}`);
-      for (const s of o.reply.path) out.push(`    ${`${s.table}/${s.chain}`.padEnd(36)} line ${String(s.line).padStart(4)}  ${s.rule}`);
+      for (const s of o.reply.path) out.push(`    ${`${s.table}/${s.chain}`.padEnd(36)} line ${String(s.line).padStart(4)}  ${ruleText(s.rule)}`);
     }
   }
   return out.join('\n') + '\n';
@@ -191,6 +191,8 @@ export function traceCommand(args: readonly string[], io: CommandIO): number {
   return 0;
 }
 
+const stepJson = (s: PathStep): unknown => ({ table: s.table, chain: s.chain, rule: ruleText(s.rule), line: s.line });
+
 /** The documented, versioned JSON shape (docs/cli.md). */
 export function traceJson(packet: { protocol: string; from: string; to: string; inIface: string | undefined }, outcomes: readonly Outcome[]): unknown {
   return {
@@ -203,8 +205,8 @@ export function traceJson(packet: { protocol: string; from: string; to: string; 
       destination: o.destination,
       masquerade: o.masquerade,
       source: o.source,
-      path: o.path.map((s) => ({ table: s.table, chain: s.chain, rule: s.rule, line: s.line })),
-      ...(o.reply === undefined ? {} : { reply: { verdict: o.reply.verdict, source: o.reply.source, destination: o.reply.destination, path: o.reply.path } }),
+      path: o.path.map(stepJson),
+      ...(o.reply === undefined ? {} : { reply: { verdict: o.reply.verdict, source: o.reply.source, destination: o.reply.destination, path: o.reply.path.map(stepJson) } }),
     })),
   };
 }

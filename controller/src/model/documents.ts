@@ -20,9 +20,16 @@ export class InputError extends Error {
 }
 
 function expandLists(value: unknown, source: string, out: SourcedObject[]): void {
+  if (Array.isArray(value)) {
+    // A bare JSON array of objects reads like a List.
+    value.forEach((item, i) => {
+      expandLists(item, `${source}[${String(i)}]`, out);
+    });
+    return;
+  }
   if (!isObject(value)) {
     if (value === null || value === undefined) return; // empty document
-    throw new InputError(`${source}: a document must be an object with apiVersion and kind, got ${typeof value}`);
+    throw new InputError(`${source}: a document must be an object with apiVersion and kind, got ${JSON.stringify(value)}`);
   }
   const kind = value.kind;
   if (typeof kind === 'string' && kind.endsWith('List') && Array.isArray(value.items)) {

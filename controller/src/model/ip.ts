@@ -95,8 +95,22 @@ export function parseIP(text: string): IPAddress | undefined {
   return v4 === undefined ? undefined : { family: 'IPv4', value: v4 };
 }
 
+const formatted = new Map<bigint, string>();
+const formattedV6 = new Map<bigint, string>();
+
 /** Canonical text of an address (Go's net.IP.String). */
 export function formatIP(ip: IPAddress): string {
+  const cache = ip.family === 'IPv4' ? formatted : formattedV6;
+  let text = cache.get(ip.value);
+  if (text === undefined) {
+    text = formatUncached(ip);
+    if (cache.size > 100_000) cache.clear();
+    cache.set(ip.value, text);
+  }
+  return text;
+}
+
+function formatUncached(ip: IPAddress): string {
   if (ip.family === 'IPv4') {
     const v = ip.value;
     return [24n, 16n, 8n, 0n].map((s) => ((v >> s) & 0xffn).toString()).join('.');
@@ -167,7 +181,13 @@ export function formatCIDR(cidr: CIDR): string {
 
 export function cidrContains(cidr: CIDR, ip: IPAddress): boolean {
   if (cidr.family !== ip.family) return false;
-  return maskValue(ip.value, cidr.prefix, familyBits(cidr.family)) === cidr.network;
+  if (cidr.family === 'IPv4') {
+    // 32-bit arithmetic on numbers: BigInt shifts cost far more on the simulator's hot path.
+    if (cidr.prefix === 0) return true;
+    const shift = 32 - cidr.prefix;
+    return Number(ip.value) >>> shift === Number(cidr.network) >>> shift || (shift === 32);
+  }
+  return maskValue(ip.value, cidr.prefix, 128) === cidr.network;
 }
 
 /** A single-address CIDR (/32 or /128) for an address. */

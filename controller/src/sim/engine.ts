@@ -5,7 +5,6 @@
  * possible outcome with its probability, not a sample. Everything a rule can change travels in
  * the flow: the packet, the path, the `-m recent` lists and the NAT binding.
  */
-import { ruleText } from '../compile/render.ts';
 import { targetChain, type Chain, type Clause, type Rule, type Ruleset, type Table, type TableName } from '../compile/ruleset.ts';
 import { cidrContains, parseAddressOrCIDR, parseIP, type CIDR, type IPAddress } from '../model/ip.ts';
 import { quantizedProbability } from './normalize.ts';
@@ -14,7 +13,8 @@ import { interfaceAddress, isLocalAddress, type NodeNetwork, type Packet } from 
 export interface PathStep {
   readonly table: TableName;
   readonly chain: string;
-  readonly rule: string;
+  /** The rule itself; `ruleText(step.rule)` prints it (formatting is left to whoever shows it). */
+  readonly rule: Rule;
   /** Line in the dump the rule came from (or in kpx's save rendering). */
   readonly line: number;
 }
@@ -30,10 +30,22 @@ export interface NatBinding {
   readonly snat: { readonly ip: IPAddress } | 'masquerade' | undefined;
 }
 
+/** The rules a flow matched, newest first (a persistent list: appending is O(1) for every branch). */
+export interface PathList {
+  readonly step: PathStep;
+  readonly previous: PathList | undefined;
+}
+
+export function pathSteps(path: PathList | undefined): PathStep[] {
+  const out: PathStep[] = [];
+  for (let p = path; p !== undefined; p = p.previous) out.push(p.step);
+  return out.reverse();
+}
+
 export interface Flow {
   readonly probability: number;
   readonly packet: Packet;
-  readonly path: readonly PathStep[];
+  readonly path: PathList | undefined;
   readonly recent: RecentLists;
   readonly state: ConnState;
   readonly nat: NatBinding;
@@ -57,6 +69,8 @@ export interface EngineContext {
   readonly lines: ReadonlyMap<Rule, number>;
   /** Policies of built-in chains (default ACCEPT). */
   readonly policies: ReadonlyMap<string, TableVerdict>;
+  /** Record the rules each flow matched (default true; the verifier needs outcomes only). */
+  readonly recordPath?: boolean;
 }
 
 /** A rule the simulator cannot evaluate: reported, never guessed. */
@@ -123,30 +137,48 @@ function withRecent(lists: RecentLists, name: string, key: string, times: readon
   return next;
 }
 
-function matchClause(ctx: EngineContext, flow: Flow, recent: RecentLists, c: Clause): Branch[] {
+/** Clauses whose answer is a plain yes or no for a packet (everything but statistic and recent). */
+function clauseHolds(ctx: EngineContext, flow: Flow, c: Exclude<Clause, { kind: 'statisticRandom' | 'recent' }>): boolean {
   const pkt = flow.packet;
-  const certain = (matched: boolean): Branch[] => [{ p: 1, matched, recent }];
   const neg = (negate: boolean, v: boolean): boolean => (negate ? !v : v);
   switch (c.kind) {
     case 'comment':
     case 'nfacct':
-      return certain(true);
+      return true;
     case 'protocol':
-      return certain(neg(c.negate, c.protocol === 'all' || c.protocol === pkt.protocol));
+      return neg(c.negate, c.protocol === 'all' || c.protocol === pkt.protocol);
     case 'source':
-      return certain(neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.src)));
+      return neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.src));
     case 'destination':
-      return certain(neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.dst)));
+      return neg(c.negate, cidrContains(cidrOf(c.cidr), pkt.dst));
     case 'sourcePort':
-      return certain(neg(c.negate, pkt.sport >= c.from && pkt.sport <= c.to));
+      return neg(c.negate, pkt.sport >= c.from && pkt.sport <= c.to);
     case 'destinationPort':
-      return certain(neg(c.negate, pkt.dport >= c.from && pkt.dport <= c.to));
+      return neg(c.negate, pkt.dport >= c.from && pkt.dport <= c.to);
     case 'inInterface':
-      return certain(neg(c.negate, ifaceMatches(c.name, pkt.inIface)));
+      return neg(c.negate, ifaceMatches(c.name, pkt.inIface));
     case 'outInterface':
-      return certain(neg(c.negate, ifaceMatches(c.name, pkt.outIface)));
+      return neg(c.negate, ifaceMatches(c.name, pkt.outIface));
     case 'addrtype':
-      return certain(neg(c.negate, addrType(ctx.net, c.direction === 'src' ? pkt.src : pkt.dst, c.type)));
+      return neg(c.negate, addrType(ctx.net, c.direction === 'src' ? pkt.src : pkt.dst, c.type));
+    case 'statisticNth':
+      // One connection's first packet: the counter starts at 0.
+      return c.packet === 0;
+    case 'mark': {
+      const mask = c.mask === undefined ? 0xffffffff : Number(BigInt(c.mask));
+      return neg(c.negate, ((pkt.mark & mask) >>> 0) === (Number(BigInt(c.value)) >>> 0));
+    }
+    case 'ctstate': {
+      const has = (st: string): boolean =>
+        st === flow.state || (st === 'DNAT' && flow.nat.dnat !== undefined) || (st === 'SNAT' && flow.nat.snat !== undefined);
+      return neg(c.negate, c.states.some(has));
+    }
+  }
+}
+
+function matchClause(ctx: EngineContext, flow: Flow, recent: RecentLists, c: Clause): Branch[] {
+  const pkt = flow.packet;
+  switch (c.kind) {
     case 'statisticRandom': {
       // The kernel keeps the probability as a 31-bit fraction; use exactly that.
       const p = quantizedProbability(c.probability) / 0x80000000;
@@ -154,19 +186,6 @@ function matchClause(ctx: EngineContext, flow: Flow, recent: RecentLists, c: Cla
         { p, matched: true, recent },
         { p: 1 - p, matched: false, recent },
       ].filter((b) => b.p > 0);
-    }
-    case 'statisticNth':
-      // One connection's first packet: the counter starts at 0.
-      return certain(c.packet === 0);
-    case 'mark': {
-      const mask = c.mask === undefined ? 0xffffffff : Number(BigInt(c.mask));
-      return certain(neg(c.negate, ((pkt.mark & mask) >>> 0) === (Number(BigInt(c.value)) >>> 0)));
-    }
-    case 'ctstate': {
-      const states = new Set<string>([flow.state]);
-      if (flow.nat.dnat !== undefined) states.add('DNAT');
-      if (flow.nat.snat !== undefined) states.add('SNAT');
-      return certain(neg(c.negate, c.states.some((s) => states.has(s))));
     }
     case 'recent': {
       const addr = c.side === 'rdest' ? pkt.dst : pkt.src;
@@ -193,8 +212,25 @@ function matchClause(ctx: EngineContext, flow: Flow, recent: RecentLists, c: Cla
           return [{ p: 1, matched: fresh, recent: next }];
         }
       }
+      break;
     }
+    default:
+      return [{ p: 1, matched: clauseHolds(ctx, flow, c), recent }];
   }
+}
+
+/** Whether evaluating the rule can split a flow or touch `-m recent` state. */
+function isBranching(rule: Rule): boolean {
+  return rule.clauses.some((c) => c.kind === 'statisticRandom' || c.kind === 'recent');
+}
+
+/** Fast path for rules without statistic or recent matches: a plain yes or no. */
+function matchCertain(ctx: EngineContext, flow: Flow, rule: Rule): boolean {
+  for (const c of rule.clauses) {
+    if (c.kind === 'statisticRandom' || c.kind === 'recent') throw new SimulationError('internal: branching clause on the fast path');
+    if (!clauseHolds(ctx, flow, c)) return false;
+  }
+  return true;
 }
 
 /** Evaluates a rule's clauses in order; returns each branch with whether the whole rule matched. */
@@ -214,8 +250,24 @@ function matchRule(ctx: EngineContext, flow: Flow, rule: Rule): Branch[] {
   return branches;
 }
 
+const natTargets = new Map<string, Map<number, { ip: IPAddress; port: number }>>();
+
 /** Parses `ip[:port]`, `[v6]:port` or `v6` of a NAT target. */
 export function parseNatTarget(text: string, fallbackPort: number): { ip: IPAddress; port: number } {
+  let byPort = natTargets.get(text);
+  if (byPort === undefined) {
+    byPort = new Map();
+    natTargets.set(text, byPort);
+  }
+  let parsed = byPort.get(fallbackPort);
+  if (parsed === undefined) {
+    parsed = parseNatTargetUncached(text, fallbackPort);
+    byPort.set(fallbackPort, parsed);
+  }
+  return parsed;
+}
+
+function parseNatTargetUncached(text: string, fallbackPort: number): { ip: IPAddress; port: number } {
   let host = text;
   let port = fallbackPort;
   const bracket = /^\[([^\]]+)\](?::([0-9]+))?$/.exec(text);
@@ -241,29 +293,137 @@ interface ChainOutcome {
 
 const MAX_DEPTH = 64;
 
+/**
+ * Lookup structures for a ruleset: chains by name, and for long chains the rules bucketed by an
+ * exact destination address or destination port, so a packet visits only rules that can match it
+ * (KUBE-SERVICES holds one rule per service frontend). Order within the chain is kept.
+ */
+interface ChainIndex {
+  readonly always: readonly number[];
+  readonly byDst: ReadonlyMap<string, readonly number[]>;
+  readonly byDport: ReadonlyMap<number, readonly number[]>;
+}
+
+interface RulesetIndex {
+  readonly chains: ReadonlyMap<string, Chain>;
+  readonly dispatch: ReadonlyMap<Chain, ChainIndex>;
+  /** Per chain, per rule: whether it can branch (statistic, recent). */
+  readonly branchy: ReadonlyMap<Chain, readonly boolean[]>;
+  /** Per short chain: every rule position, in order. */
+  readonly identity: ReadonlyMap<Chain, readonly number[]>;
+}
+
+const INDEX_THRESHOLD = 16;
+const indexes = new WeakMap<Table, RulesetIndex>();
+
+function push<K>(map: Map<K, number[]>, key: K, value: number): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
+}
+
+function indexTable(table: Table): RulesetIndex {
+  let idx = indexes.get(table);
+  if (idx !== undefined) return idx;
+  const chains = new Map<string, Chain>();
+  const dispatch = new Map<Chain, ChainIndex>();
+  const branchy = new Map<Chain, boolean[]>();
+  const identity = new Map<Chain, number[]>();
+  for (const chain of table.chains) {
+    chains.set(chain.name, chain);
+    branchy.set(chain, chain.rules.map(isBranching));
+    if (chain.rules.length < INDEX_THRESHOLD) {
+      identity.set(chain, chain.rules.map((_, i) => i));
+      continue;
+    }
+    const always: number[] = [];
+    const byDst = new Map<string, number[]>();
+    const byDport = new Map<number, number[]>();
+    chain.rules.forEach((rule, i) => {
+      const d = rule.clauses.find((c) => c.kind === 'destination');
+      const host = d?.negate === false ? cidrOf(d.cidr) : undefined;
+      const hostBits = host?.family === 'IPv4' ? 32 : 128;
+      if (host?.prefix === hostBits) {
+        push(byDst, `${host.family}:${host.network.toString(16)}`, i);
+        return;
+      }
+      const p = rule.clauses.find((c) => c.kind === 'destinationPort');
+      if (p !== undefined && !p.negate && p.from === p.to) push(byDport, p.from, i);
+      else always.push(i);
+    });
+    dispatch.set(chain, { always, byDst, byDport });
+  }
+  idx = { chains, dispatch, branchy, identity };
+  indexes.set(table, idx);
+  return idx;
+}
+
+const NONE: readonly number[] = [];
+
+function merge2(a: readonly number[], b: readonly number[]): readonly number[] {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const x = a[i];
+    const y = b[j];
+    if (y === undefined || (x !== undefined && x < y)) {
+      out.push(x ?? 0);
+      i++;
+    } else {
+      out.push(y);
+      j++;
+    }
+  }
+  return out;
+}
+
+/** The rule positions a packet with this destination can match, in chain order. */
+function candidates(index: RulesetIndex, chain: Chain, pkt: Packet): readonly number[] {
+  const ix = index.dispatch.get(chain);
+  if (ix === undefined) return index.identity.get(chain) ?? NONE;
+  const byDst = ix.byDst.get(`${pkt.dst.family}:${pkt.dst.value.toString(16)}`) ?? NONE;
+  return merge2(merge2(ix.always, byDst), ix.byDport.get(pkt.dport) ?? NONE);
+}
+
 function step(ctx: EngineContext, table: Table, chain: Chain, index: number, rule: Rule): PathStep {
-  return { table: table.name, chain: chain.name, rule: ruleText(rule), line: ctx.lines.get(rule) ?? index + 1 };
+  return { table: table.name, chain: chain.name, rule, line: ctx.lines.get(rule) ?? index + 1 };
 }
 
 function runChain(ctx: EngineContext, table: Table, chain: Chain, start: Flow, depth: number): ChainOutcome[] {
   if (depth > MAX_DEPTH) throw new SimulationError(`chain ${chain.name} nests deeper than ${String(MAX_DEPTH)} jumps (a loop?)`);
   const results: ChainOutcome[] = [];
   let active: Flow[] = [start];
-  chain.rules.forEach((rule, index) => {
+  // Every flow in one traversal has the entry destination: only DNAT changes it, and it ends the chain.
+  const index = indexTable(table);
+  const order = candidates(index, chain, start.packet);
+  const branchy = index.branchy.get(chain) ?? [];
+  const record = ctx.recordPath !== false;
+  for (const position of order) {
+    const rule = chain.rules[position];
+    if (rule === undefined) continue;
     const next: Flow[] = [];
     for (const flow of active) {
+      if (branchy[position] !== true) {
+        if (!matchCertain(ctx, flow, rule)) next.push(flow);
+        else applyTarget(ctx, table, rule, record ? { ...flow, path: { step: step(ctx, table, chain, position, rule), previous: flow.path } } : flow, depth, next, results);
+        continue;
+      }
       for (const b of matchRule(ctx, flow, rule)) {
         const f: Flow = { ...flow, probability: flow.probability * b.p, recent: b.recent };
         if (!b.matched) {
           next.push(f);
           continue;
         }
-        const taken: Flow = { ...f, path: [...f.path, step(ctx, table, chain, index, rule)] };
+        const taken: Flow = record ? { ...f, path: { step: step(ctx, table, chain, position, rule), previous: f.path } } : f;
         applyTarget(ctx, table, rule, taken, depth, next, results);
       }
     }
     active = next;
-  });
+    if (active.length === 0) break;
+  }
   for (const flow of active) results.push({ flow, verdict: undefined });
   return results;
 }
@@ -324,7 +484,7 @@ function applyTarget(ctx: EngineContext, table: Table, rule: Rule, flow: Flow, d
     case 'jump':
     case 'goto': {
       const name = targetChain(t) ?? '';
-      const sub = table.chains.find((c) => c.name === name);
+      const sub = indexTable(table).chains.get(name);
       if (sub === undefined) throw new SimulationError(`rule jumps to ${name}, which does not exist in table ${table.name}`);
       for (const r of runChain(ctx, table, sub, flow, depth + 1)) {
         if (r.verdict !== undefined) done.push(r);
@@ -340,7 +500,7 @@ function applyTarget(ctx: EngineContext, table: Table, rule: Rule, flow: Flow, d
 /** Runs a built-in chain of a table; a table or chain that is absent accepts. */
 export function runHook(ctx: EngineContext, tableName: TableName, chainName: string, flow: Flow): TableResult[] {
   const table = ctx.ruleset.tables.find((t) => t.name === tableName);
-  const chain = table?.chains.find((c) => c.name === chainName);
+  const chain = table === undefined ? undefined : indexTable(table).chains.get(chainName);
   if (table === undefined || chain === undefined) return [{ flow, verdict: 'ACCEPT' }];
   const policy = ctx.policies.get(`${tableName}/${chainName}`) ?? 'ACCEPT';
   return runChain(ctx, table, chain, flow, 0).map((r) => ({ flow: r.flow, verdict: r.verdict ?? policy }));

@@ -5,7 +5,7 @@
  * connection's first packet and undone for its replies through the conntrack binding.
  */
 import { formatIP, type IPAddress } from '../model/ip.ts';
-import { runHook, type EngineContext, type Flow, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
+import { pathSteps, runHook, type EngineContext, type Flow, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
 import { arrivalInterface, endpointText, interfaceAddress, isLocalAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
 import type { TableName } from '../compile/ruleset.ts';
 
@@ -129,7 +129,7 @@ function initialFlow(ctx: EngineContext, t: TracePacket, family: Packet['family'
   return {
     probability: 1,
     packet: { family, protocol: t.protocol, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport, inIface, outIface: undefined, mark: t.mark ?? 0 },
-    path: [],
+    path: undefined,
     recent,
     state: 'NEW',
     nat: { dnat: undefined, snat: undefined },
@@ -149,7 +149,7 @@ function traceReply(ctx: EngineContext, original: TracePacket, forward: Flow, de
   const start: Flow = {
     ...forward,
     probability: 1,
-    path: [],
+    path: undefined,
     state: forward.state === 'UNTRACKED' ? 'UNTRACKED' : 'ESTABLISHED',
     packet: {
       ...out,
@@ -168,12 +168,12 @@ function traceReply(ctx: EngineContext, original: TracePacket, forward: Flow, de
   const walked = walk(ctx, unSnat);
   const stopped = walked.stopped[0];
   if (stopped !== undefined) {
-    return { verdict: stopped.verdict, path: stopped.flow.path, source: hostPort(stopped.flow.packet.src, stopped.flow.packet.sport, original.protocol), destination: hostPort(stopped.flow.packet.dst, stopped.flow.packet.dport, original.protocol) };
+    return { verdict: stopped.verdict, path: pathSteps(stopped.flow.path), source: hostPort(stopped.flow.packet.src, stopped.flow.packet.sport, original.protocol), destination: hostPort(stopped.flow.packet.dst, stopped.flow.packet.dport, original.protocol) };
   }
   const done = walked.delivered[0]?.flow ?? unSnat;
   const src = forward.nat.dnat === undefined ? done.packet.src : original.dst;
   const sport = forward.nat.dnat === undefined ? done.packet.sport : original.dport;
-  return { verdict: 'ACCEPT', path: done.path, source: hostPort(src, sport, original.protocol), destination: hostPort(done.packet.dst, done.packet.dport, original.protocol) };
+  return { verdict: 'ACCEPT', path: pathSteps(done.path), source: hostPort(src, sport, original.protocol), destination: hostPort(done.packet.dst, done.packet.dport, original.protocol) };
 }
 
 /** Traces the first packet of a new connection; every possible outcome with its probability. */
@@ -198,7 +198,7 @@ export function traceNewConnection(ctx: EngineContext, t: TracePacket, options: 
       source: formatIP(flow.packet.src),
       delivery,
       outIface: flow.packet.outIface,
-      path: flow.path,
+      path: pathSteps(flow.path),
       flow,
     };
     return options.withReply === true && verdict === 'ACCEPT' ? { ...base, reply: traceReply(ctx, t, flow, delivery) } : base;

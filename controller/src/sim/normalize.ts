@@ -87,8 +87,13 @@ function normalizeTarget(t: Target, family: Ruleset['family']): Target {
   }
 }
 
+/** `-s 0.0.0.0/0` matches everything; iptables-save leaves it out. */
+function matchesEverything(c: Clause): boolean {
+  return (c.kind === 'source' || c.kind === 'destination') && !c.negate && parseAddressOrCIDR(c.cidr)?.prefix === 0;
+}
+
 export function normalizeRule(r: Rule, family: Ruleset['family']): Rule {
-  const clauses = r.clauses.map((c) => normalizeClause(c, family));
+  const clauses = r.clauses.filter((c) => !matchesEverything(c)).map((c) => normalizeClause(c, family));
   const generic = clauses
     .filter((c) => c.kind in GENERIC_ORDER)
     .sort((a, b) => (GENERIC_ORDER[a.kind] ?? 0) - (GENERIC_ORDER[b.kind] ?? 0));

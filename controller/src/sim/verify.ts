@@ -10,7 +10,7 @@
  * without a local endpoint → DROP; 5. structure (structure.ts); 6. other traffic passes untouched.
  */
 import type { CompiledFamily, CompiledServicePort } from '../compile/compile.ts';
-import { renderedLines, standaloneRuleset } from '../compile/render.ts';
+import { standaloneRuleset } from '../compile/render.ts';
 import type { Ruleset } from '../compile/ruleset.ts';
 import type { Endpoint, FamilyModel, ServicePort } from '../model/proxy-model.ts';
 import { cidrContains, formatIP, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
@@ -69,8 +69,14 @@ function offset(cidr: CIDR, n: bigint): IPAddress {
   return { family: cidr.family, value: cidr.network + n };
 }
 
+const parsedIPs = new Map<string, IPAddress | undefined>();
+
 function ipOf(text: string): IPAddress {
-  const ip = parseIP(text);
+  let ip = parsedIPs.get(text);
+  if (ip === undefined) {
+    ip = parseIP(text);
+    parsedIPs.set(text, ip);
+  }
   if (ip === undefined) throw new SimulationError(`"${text}" is not an IP address`);
   return ip;
 }
@@ -156,11 +162,10 @@ function clientsFor(model: FamilyModel, setup: Setup, sp: ServicePort): Client[]
   });
   const ranges = sp.loadBalancerSourceRanges.map((r) => parseCIDR(r)).filter((c) => c !== undefined);
   const external = setup.externals.find((ip) => !ranges.some((r) => cidrContains(r, ip)) && !cidrContains(setup.podRange, ip)) ?? setup.externals[0];
-  const clients = [
-    mk('pod on this node', setup.localPod, setup.podIface),
-    mk('pod on another node', setup.remotePod, 'eth0'),
-    mk('the node itself', setup.nodeIP, undefined, true),
-  ];
+  const clients = [mk('pod on this node', setup.localPod, setup.podIface)];
+  // A pod on another node differs from a local one only where rules look at interfaces.
+  if (model.node.detector.kind === 'interface') clients.push(mk('pod on another node', setup.remotePod, 'eth0'));
+  clients.push(mk('the node itself', setup.nodeIP, undefined, true));
   if (external !== undefined) clients.push(mk('an external client', external, 'eth0'));
   // A client inside each source range (the first usable address that is not a pod).
   for (const r of ranges) {
@@ -299,7 +304,7 @@ export function verifyCompiled(compiled: CompiledFamily, options: VerifyOptions 
   const ruleset = options.ruleset ?? standaloneRuleset(compiled);
   const violations: Violation[] = checkStructure(ruleset).map((v) => ({ servicePort: 'ruleset', frontend: '', client: '', expected: '', actual: formatStructureViolation(v) }));
   const setup = setupFor(model);
-  const ctx: EngineContext = { ruleset, net: setup.net, now: 0, lines: renderedLines(ruleset), policies: new Map() };
+  const ctx: EngineContext = { ruleset, net: setup.net, now: 0, lines: new Map(), policies: new Map(), recordPath: false };
   let checks = 0;
   const run = (label: string, fe: Frontend | undefined, client: Client, protocol: SimProtocol, dport: number, expected: Expected): void => {
     checks++;
