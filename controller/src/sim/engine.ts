@@ -48,6 +48,8 @@ export interface Flow {
   readonly path: PathList | undefined;
   readonly recent: RecentLists;
   readonly state: ConnState;
+  /** Original direction (client → service) or reply (endpoint → client). */
+  readonly direction: 'original' | 'reply';
   readonly nat: NatBinding;
   /** Whether a rule decided or changed something (not only passing through chains). */
   readonly acted: boolean;

@@ -5,7 +5,7 @@
  * connection's first packet and undone for its replies through the conntrack binding.
  */
 import { formatIP, type IPAddress } from '../model/ip.ts';
-import { pathSteps, runHook, type EngineContext, type Flow, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
+import { pathSteps, runHook, type EngineContext, type Flow, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
 import { arrivalInterface, endpointText, interfaceAddress, isLocalAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
 import type { TableName } from '../compile/ruleset.ts';
 
@@ -18,6 +18,11 @@ export interface TracePacket {
   /** Where the packet arrives; undefined: locally generated if src is local, else by source route. */
   readonly inIface?: string | undefined;
   readonly mark?: number;
+  /**
+   * A later packet of an existing connection (original direction): conntrack applies the
+   * entry's NAT binding instead of the nat chains.
+   */
+  readonly established?: NatBinding;
 }
 
 export type Delivery = 'local' | 'forwarded' | 'dropped';
@@ -54,9 +59,12 @@ function runStages(ctx: EngineContext, flows: readonly Flow[], stages: readonly 
   for (const [table, chain] of stages) {
     const next: Flow[] = [];
     for (const flow of active) {
-      // NAT chains see only a connection's first packet, and never untracked packets.
+      // NAT chains see only a connection's first packet, and never untracked packets; later
+      // packets get the connection's binding applied where the nat hook would run.
       if (table === 'nat' && flow.state !== 'NEW') {
-        next.push(flow);
+        const dnat = flow.nat.dnat;
+        const rewrite = flow.state === 'ESTABLISHED' && flow.direction === 'original' && dnat !== undefined && (chain === 'PREROUTING' || chain === 'OUTPUT') && flow.packet.dst.value !== dnat.ip.value;
+        next.push(rewrite ? { ...flow, packet: { ...flow.packet, dst: dnat.ip, dport: dnat.port } } : flow);
         continue;
       }
       for (const r of runHook(ctx, table, chain, flow)) {
@@ -131,8 +139,9 @@ function initialFlow(ctx: EngineContext, t: TracePacket, family: Packet['family'
     packet: { family, protocol: t.protocol, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport, inIface, outIface: undefined, mark: t.mark ?? 0 },
     path: undefined,
     recent,
-    state: 'NEW',
-    nat: { dnat: undefined, snat: undefined },
+    state: t.established === undefined ? 'NEW' : 'ESTABLISHED',
+    direction: 'original',
+    nat: t.established ?? { dnat: undefined, snat: undefined },
     acted: false,
   };
 }
@@ -151,6 +160,7 @@ function traceReply(ctx: EngineContext, original: TracePacket, forward: Flow, de
     probability: 1,
     path: undefined,
     state: forward.state === 'UNTRACKED' ? 'UNTRACKED' : 'ESTABLISHED',
+    direction: 'reply',
     packet: {
       ...out,
       src: out.dst,
