@@ -144,3 +144,31 @@ describe('kpx trace', () => {
     expect(await kpx(['trace', '--src', '10.0.0.1', '--dst', 'fd00::1', '--dport', '80'])).toMatchObject({ code: 2, stderr: 'kpx: --src and --dst must be of the same IP family' });
   });
 });
+
+describe('kpx verify', () => {
+  it('proves the embedded example and exits 0', async () => {
+    const r = await kpx(['verify']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^IPv4: \d+ simulated connections, 0 violations$/m);
+    expect(r.stdout).toContain('verdict: every check holds');
+  });
+
+  it('checks a node dump against the desired state: behaviour violations exit 3, rule differences listed', async () => {
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const dir = await mkdtemp('/tmp/kpx-verify-');
+    const save = (await kpx(['preview', '-o', 'save'])).stdout;
+    await writeFile(`${dir}/good.save`, save);
+    expect((await kpx(['verify', '--rules', `${dir}/good.save`])).code).toBe(0);
+    // Someone deleted the REJECT rule of a Service without endpoints: clients now hang.
+    await writeFile(`${dir}/bad.save`, save.replace(/^-A KUBE-SERVICES .*shop\/reports:http has no endpoints.*\n/m, ''));
+    const r = await kpx(['verify', '--rules', `${dir}/bad.save`, '-o', 'json']);
+    expect(r.code).toBe(3);
+    const json = JSON.parse(r.stdout) as { families: { passed: boolean; violations: { servicePort: string; expected: string }[]; ruleDifferences: string[] }[] };
+    const [ipv4] = json.families;
+    expect(ipv4?.passed).toBe(false);
+    expect(ipv4?.violations[0]).toMatchObject({ servicePort: 'shop/reports:http/TCP', expected: 'REJECT (the service has no endpoints)' });
+    expect(ipv4?.ruleDifferences).toEqual([
+      'filter/KUBE-SERVICES: rules differ\n  - -d 10.96.90.9/32 -p tcp -m comment --comment "shop/reports:http has no endpoints" --dport 80 -j REJECT --reject-with icmp-port-unreachable',
+    ]);
+  });
+});

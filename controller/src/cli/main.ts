@@ -8,13 +8,14 @@ import { UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
 import { previewCommand } from './preview.ts';
 import { traceCommand } from './trace.ts';
+import { verifyCommand } from './verify.ts';
 
 const USAGE = `Usage: kpx <command> [options]
 
 Commands:
   preview   compile Services and EndpointSlices into iptables rules and verify them
   trace     trace a packet through the rules, with exact probabilities
-  verify    check rules or a node's dump                (not available yet)
+  verify    prove compiled rules, or check a node's dump against the desired state
   diff      behavioural diff of two states or dumps     (not available yet)
   run       the node agent                              (not available yet)
 
@@ -36,6 +37,7 @@ export function runCli(argv: readonly string[], io: CommandIO): number {
       case 'trace':
         return traceCommand(rest, io);
       case 'verify':
+        return verifyCommand(rest, io);
       case 'diff':
       case 'run':
         io.stderr(`kpx: ${command} is not available in this version yet\n`);

@@ -37,7 +37,8 @@ function normalizeClause(c: Clause, family: Ruleset['family']): Clause {
     case 'protocol':
       return { ...c, module: false };
     case 'statisticRandom':
-      return { kind: 'statisticRandom', probability: String(quantizedProbability(c.probability)) };
+      // As iptables-save prints it: the kernel's 31-bit value with 11 decimals.
+      return { kind: 'statisticRandom', probability: (quantizedProbability(c.probability) / 0x80000000).toFixed(11) };
     case 'recent':
       return {
         ...c,

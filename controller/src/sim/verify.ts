@@ -281,7 +281,7 @@ function compare(e: Expected, outs: readonly Outcome[], client: Client, net: Nod
       const got = [...byDest.keys()];
       if (got.length !== want.size || got.some((d) => !want.has(d))) return 'a different set of endpoints';
       const p = 1 / want.size;
-      for (const [d, q] of byDest) if (Math.abs(q - p) > EPSILON) return `${d} has probability ${String(q)} instead of ${String(p)}`;
+      for (const [d, q] of byDest) if (Math.abs(q - p) > EPSILON) return `${d} has probability ${String(+q.toFixed(10))} instead of ${String(+p.toFixed(10))}`;
       return undefined;
     }
   }
@@ -296,6 +296,8 @@ export interface VerifyOptions {
   readonly only?: ReadonlySet<string>;
   /** The rules to prove; defaults to the compiled ruleset (standalone form). */
   readonly ruleset?: Ruleset;
+  /** Built-in chain policies of `ruleset` (a node dump's `:INPUT DROP`). */
+  readonly policies?: EngineContext['policies'];
 }
 
 /** Runs the invariant suite over one family's compiled rules. */
@@ -304,7 +306,7 @@ export function verifyCompiled(compiled: CompiledFamily, options: VerifyOptions 
   const ruleset = options.ruleset ?? standaloneRuleset(compiled);
   const violations: Violation[] = checkStructure(ruleset).map((v) => ({ servicePort: 'ruleset', frontend: '', client: '', expected: '', actual: formatStructureViolation(v) }));
   const setup = setupFor(model);
-  const ctx: EngineContext = { ruleset, net: setup.net, now: 0, lines: new Map(), policies: new Map(), recordPath: false };
+  const ctx: EngineContext = { ruleset, net: setup.net, now: 0, lines: new Map(), policies: options.policies ?? new Map(), recordPath: false };
   let checks = 0;
   const run = (label: string, fe: Frontend | undefined, client: Client, protocol: SimProtocol, dport: number, expected: Expected): void => {
     checks++;
