@@ -172,3 +172,37 @@ describe('kpx verify', () => {
     ]);
   });
 });
+
+describe('kpx diff', () => {
+  it('reports exactly the frontends whose behaviour changes, between states and dumps alike', async () => {
+    const { mkdtemp, writeFile, readFile } = await import('node:fs/promises');
+    const dir = await mkdtemp('/tmp/kpx-diff-');
+    const example = await readFile(fileURLToPath(new URL('../../../examples/cluster.yaml', import.meta.url)), 'utf8');
+    // shop/reports gets an endpoint: its REJECT becomes a DNAT; nothing else changes.
+    const changed = `${example}---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: shop, name: reports-1, labels: {kubernetes.io/service-name: reports}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints: [{addresses: [10.244.1.90], nodeName: node-a}]
+`;
+    await writeFile(`${dir}/old.yaml`, example);
+    await writeFile(`${dir}/new.yaml`, changed);
+    const r = await kpx(['diff', `${dir}/old.yaml`, `${dir}/new.yaml`, '-o', 'json']);
+    expect(r.code).toBe(1);
+    const json = JSON.parse(r.stdout) as { differences: { frontend: string; client: string; old: string; new: string }[] };
+    expect(json.differences.map((d) => [d.frontend, d.client, d.old, d.new])).toEqual([
+      ['shop/reports:http cluster IP (tcp 10.96.90.9:80)', 'a pod on this node (10.244.0.77)', 'REJECT p=1', 'ACCEPT to 10.244.1.90:8080 p=1'],
+      ['shop/reports:http cluster IP (tcp 10.96.90.9:80)', 'the node itself (10.89.0.10)', 'REJECT p=1', 'ACCEPT to 10.244.1.90:8080 (masqueraded) p=1'],
+      ['shop/reports:http cluster IP (tcp 10.96.90.9:80)', 'an external client (203.0.113.77)', 'REJECT p=1', 'ACCEPT to 10.244.1.90:8080 (masqueraded) p=1'],
+    ]);
+    // A state and its own save dump behave the same.
+    await writeFile(`${dir}/old.save`, (await kpx(['preview', '-o', 'save'])).stdout);
+    expect((await kpx(['diff', `${dir}/old.yaml`, `${dir}/old.save`])).code).toBe(0);
+    await writeFile(`${dir}/new.save`, (await kpx(['preview', '-f', `${dir}/new.yaml`, '-o', 'save'])).stdout);
+    const dumps = await kpx(['diff', `${dir}/old.save`, `${dir}/new.save`, '--node-ip', '10.89.0.10', '--cluster-cidr', '10.244.0.0/16']);
+    expect(dumps.code).toBe(1);
+    expect(dumps.stdout.split('\n')[0]).toMatch(/^kpx diff .*old\.save -> .*new\.save \(IPv4\): \d+ probes, 3 behave differently$/);
+  });
+});

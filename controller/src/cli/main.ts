@@ -9,6 +9,7 @@ import type { CommandIO } from './io.ts';
 import { previewCommand } from './preview.ts';
 import { traceCommand } from './trace.ts';
 import { verifyCommand } from './verify.ts';
+import { diffCommand } from './diff.ts';
 
 const USAGE = `Usage: kpx <command> [options]
 
@@ -16,7 +17,7 @@ Commands:
   preview   compile Services and EndpointSlices into iptables rules and verify them
   trace     trace a packet through the rules, with exact probabilities
   verify    prove compiled rules, or check a node's dump against the desired state
-  diff      behavioural diff of two states or dumps     (not available yet)
+  diff      which Service frontends behave differently between two states or dumps
   run       the node agent                              (not available yet)
 
 Run "kpx <command> --help" for a command's options.
@@ -39,6 +40,7 @@ export function runCli(argv: readonly string[], io: CommandIO): number {
       case 'verify':
         return verifyCommand(rest, io);
       case 'diff':
+        return diffCommand(rest, io);
       case 'run':
         io.stderr(`kpx: ${command} is not available in this version yet\n`);
         return 2;

@@ -138,6 +138,19 @@ function formatUncached(ip: IPAddress): string {
   return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
 }
 
+/** For constants the code itself spells: a bad one is a programming error. */
+export function ipLiteral(text: string): IPAddress {
+  const ip = parseIP(text);
+  if (ip === undefined) throw new TypeError(`"${text}" is not an IP address`);
+  return ip;
+}
+
+export function cidrLiteral(text: string): CIDR {
+  const c = parseCIDR(text);
+  if (c === undefined) throw new TypeError(`"${text}" is not a CIDR`);
+  return c;
+}
+
 /** Parses and re-formats; undefined if the text is not an IP address. */
 export function canonicalIP(text: string): string | undefined {
   const ip = parseIP(text);
