@@ -499,6 +499,13 @@ function applyTarget(ctx: EngineContext, table: Table, rule: Rule, flow: Flow, d
   }
 }
 
+/** Whether a hook has rules at all: absent tables and empty built-in chains accept unseen. */
+export function hookIsEmpty(ctx: EngineContext, tableName: TableName, chainName: string): boolean {
+  const table = ctx.ruleset.tables.find((t) => t.name === tableName);
+  const chain = table === undefined ? undefined : indexTable(table).chains.get(chainName);
+  return chain === undefined || (chain.rules.length === 0 && (ctx.policies.get(`${tableName}/${chainName}`) ?? 'ACCEPT') === 'ACCEPT');
+}
+
 /** Runs a built-in chain of a table; a table or chain that is absent accepts. */
 export function runHook(ctx: EngineContext, tableName: TableName, chainName: string, flow: Flow): TableResult[] {
   const table = ctx.ruleset.tables.find((t) => t.name === tableName);

@@ -5,7 +5,7 @@
  * connection's first packet and undone for its replies through the conntrack binding.
  */
 import { formatIP, type IPAddress } from '../model/ip.ts';
-import { pathSteps, runHook, type EngineContext, type Flow, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
+import { hookIsEmpty, pathSteps, runHook, type EngineContext, type Flow, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
 import { arrivalInterface, endpointText, interfaceAddress, isLocalAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
 import type { TableName } from '../compile/ruleset.ts';
 
@@ -54,9 +54,29 @@ export interface Outcome {
 
 type Stage = readonly [TableName, string];
 
+const emptyHooks = new WeakMap<EngineContext['ruleset'], Map<string, boolean>>();
+
+/** Cached per ruleset: a stage with no rules and an ACCEPT policy changes nothing. */
+function skippable(ctx: EngineContext, table: TableName, chain: string): boolean {
+  let m = emptyHooks.get(ctx.ruleset);
+  if (m === undefined) {
+    m = new Map();
+    emptyHooks.set(ctx.ruleset, m);
+  }
+  const key = `${table}/${chain}/${ctx.policies.get(`${table}/${chain}`) ?? 'ACCEPT'}`;
+  let v = m.get(key);
+  if (v === undefined) {
+    v = hookIsEmpty(ctx, table, chain);
+    m.set(key, v);
+  }
+  return v;
+}
+
 function runStages(ctx: EngineContext, flows: readonly Flow[], stages: readonly Stage[], final: TableResult[]): Flow[] {
   let active = [...flows];
   for (const [table, chain] of stages) {
+    // NAT bindings of later packets are applied at the nat stage even when it has no rules.
+    if (skippable(ctx, table, chain) && !(table === 'nat' && active.some((f) => f.state === 'ESTABLISHED'))) continue;
     const next: Flow[] = [];
     for (const flow of active) {
       // NAT chains see only a connection's first packet, and never untracked packets; later

@@ -26,18 +26,18 @@ function checkTable(table: Table, out: StructureViolation[]): void {
     const next: string[] = [];
     chain.rules.forEach((r, i) => {
       const to = targetChain(r.target);
-      const where = `rule ${String(i + 1)} of ${chain.name}`;
+      const where = (): string => `rule ${String(i + 1)} of ${chain.name}`;
       if (to !== undefined) {
         referenced.add(to);
         if (!isBuiltinChain(table.name, to)) next.push(to);
         if (isBuiltinChain(table.name, to)) {
-          out.push({ table: table.name, chain: chain.name, message: `${where} jumps to the built-in chain ${to}` });
+          out.push({ table: table.name, chain: chain.name, message: `${where()} jumps to the built-in chain ${to}` });
         } else if (!declared.has(to)) {
-          out.push({ table: table.name, chain: chain.name, message: `${where} jumps to ${to}, which does not exist` });
+          out.push({ table: table.name, chain: chain.name, message: `${where()} jumps to ${to}, which does not exist` });
         }
       }
       if (NAT_ONLY_TARGETS.has(r.target.kind) && table.name !== 'nat') {
-        out.push({ table: table.name, chain: chain.name, message: `${where} uses ${r.target.kind}, which works only in the nat table` });
+        out.push({ table: table.name, chain: chain.name, message: `${where()} uses ${r.target.kind}, which works only in the nat table` });
       }
     });
     edges.set(chain.name, next);
@@ -57,19 +57,22 @@ function checkTable(table: Table, out: StructureViolation[]): void {
   }
   // Loops: iptables-restore rejects them, so a looping ruleset would fail to apply as a whole.
   const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (name: string, path: string[]): void => {
+  const stack: string[] = [];
+  const visit = (name: string): void => {
     const s = state.get(name);
     if (s === 'done') return;
     if (s === 'visiting') {
-      const cycle = [...path.slice(path.indexOf(name)), name].join(' -> ');
+      const cycle = [...stack.slice(stack.indexOf(name)), name].join(' -> ');
       out.push({ table: table.name, chain: name, message: `jump loop ${cycle}` });
       return;
     }
     state.set(name, 'visiting');
-    for (const to of edges.get(name) ?? []) if (declared.has(to)) visit(to, [...path, name]);
+    stack.push(name);
+    for (const to of edges.get(name) ?? []) if (declared.has(to)) visit(to);
+    stack.pop();
     state.set(name, 'done');
   };
-  for (const chain of table.chains) visit(chain.name, []);
+  for (const chain of table.chains) visit(chain.name);
 }
 
 export function checkStructure(ruleset: Ruleset): StructureViolation[] {

@@ -100,16 +100,18 @@ function setupFor(model: FamilyModel): Setup {
   const podRange =
     node.detector.kind === 'cidr' ? (parseCIDR(node.detector.cidr) ?? ipRangeFallback(v4)) : ipRangeFallback(v4);
   const podIface = node.detector.kind === 'interface' ? (node.detector.name.endsWith('+') ? `${node.detector.name.slice(0, -1)}0` : node.detector.name) : POD_IFACE;
-  const used = new Set<bigint>();
-  for (const eps of model.endpoints.values()) for (const ep of eps) used.add(ipOf(ep.ip).value);
+  // Client addresses must not collide with endpoints (compared as canonical text: no parsing).
+  const endpointIPs = new Set<string>();
+  for (const eps of model.endpoints.values()) for (const ep of eps) endpointIPs.add(ep.ip);
+  const taken = new Set<bigint>();
   const free = (start: bigint): IPAddress => {
     let n = start;
-    while (used.has(podRange.network + n)) n++;
-    used.add(podRange.network + n);
+    while (taken.has(podRange.network + n) || endpointIPs.has(formatIP(offset(podRange, n)))) n++;
+    taken.add(podRange.network + n);
     return offset(podRange, n);
   };
   const gateway = offset(podRange, 1n);
-  used.add(gateway.value);
+  taken.add(gateway.value);
   const localPod = free(77n);
   const remotePod = free(177n);
   const externals = (v4 ? ['203.0.113.77', '198.51.100.77', '192.0.2.177', '100.64.77.77', '172.31.77.77'] : ['2001:db8:ffff::77', '2001:db8:eeee::77', 'fc00:77::77']).map(ipOf);
@@ -244,18 +246,13 @@ function describeActual(outs: readonly Outcome[]): string {
 
 const EPSILON = 1e-9;
 
-/** The address part of `ip:port` or `[ip]:port`. */
-function destinationIP(destination: string): string {
-  return destination.startsWith('[') ? destination.slice(1, destination.indexOf(']')) : destination.slice(0, destination.lastIndexOf(':'));
-}
 
 /**
  * Whether an outcome to `destination` is masqueraded: the policy's answer, plus the hairpin rule
  * (any source equal to the endpoint is marked), except that a packet DNATed to one of the node's
  * own addresses (a host-network endpoint) is delivered locally and never crosses POSTROUTING.
  */
-function expectedMasquerade(policy: boolean, destination: string, client: Client, net: NodeNetwork): boolean {
-  const ep = ipOf(destinationIP(destination));
+function expectedMasquerade(policy: boolean, ep: IPAddress, client: Client, net: NodeNetwork): boolean {
   if (isLocalAddress(net, ep) && !client.isNode) return false;
   return policy || ep.value === client.ip.value;
 }
@@ -275,7 +272,7 @@ function compare(e: Expected, outs: readonly Outcome[], client: Client, net: Nod
       for (const o of outs) {
         if (o.verdict !== 'ACCEPT' || o.destination === null) return `${o.verdict} without DNAT with probability ${String(+o.probability.toFixed(9))}`;
         byDest.set(o.destination, (byDest.get(o.destination) ?? 0) + o.probability);
-        if (o.masquerade !== expectedMasquerade(e.masquerade, o.destination, client, net)) return `masquerade ${o.masquerade ? 'on' : 'off'} for ${o.destination}`;
+        if (o.masquerade !== expectedMasquerade(e.masquerade, o.flow.packet.dst, client, net)) return `masquerade ${o.masquerade ? 'on' : 'off'} for ${o.destination}`;
       }
       const want = new Set(e.endpoints);
       const got = [...byDest.keys()];
