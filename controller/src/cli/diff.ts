@@ -3,7 +3,6 @@
  * cluster states (YAML/JSON) or two iptables-save dumps (or one of each).
  * Exit 0 when they behave the same, 1 when they differ, 2 for bad input.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileFamily } from '../compile/compile.ts';
 import { standaloneRuleset } from '../compile/render.ts';
@@ -13,8 +12,8 @@ import type { FamilyModel } from '../model/proxy-model.ts';
 import { behaviouralDiff, type ProbeClient } from '../sim/behaviour.ts';
 import type { EngineContext } from '../sim/engine.ts';
 import type { NodeNetwork } from '../sim/packet.ts';
-import { parseDump, RulesetParseError } from '../sim/parse.ts';
 import { PROXY_OPTIONS, UsageError } from './args.ts';
+import { parseDumpText, readInputFile } from './inputs.ts';
 import type { CommandIO } from './io.ts';
 import { loadModels } from './pipeline.ts';
 
@@ -58,20 +57,10 @@ export function diffCommand(args: readonly string[], io: CommandIO): number {
   const wanted: IPFamily | undefined = values['ip-family'] === undefined ? undefined : values['ip-family'].toLowerCase() === 'ipv6' ? 'IPv6' : 'IPv4';
 
   const load = (path: string): Side => {
-    let text: string;
-    try {
-      text = readFileSync(path, 'utf8');
-    } catch (error) {
-      throw new UsageError(`${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
-    }
+    const text = readInputFile(path);
     if (looksLikeDump(text)) {
-      try {
-        const dump = parseDump(text, wanted ?? 'IPv4');
-        return { ruleset: dump.ruleset, policies: dump.policies, model: undefined };
-      } catch (error) {
-        if (error instanceof RulesetParseError) throw new UsageError(`${path}: ${error.message}`, { cause: error });
-        throw error;
-      }
+      const dump = parseDumpText(path, text, wanted ?? 'IPv4');
+      return { ruleset: dump.ruleset, policies: dump.policies, model: undefined };
     }
     const { models } = loadModels({ ...values, file: [path] }, io);
     const model = models.families.find((m) => m.family === (wanted ?? models.families[0]?.family));

@@ -2,7 +2,6 @@
  * `kpx trace`: one new connection through the rules compiled from the inputs, or through a
  * node's iptables-save dump; every outcome with its exact probability and the path that led there.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileFamily } from '../compile/compile.ts';
 import { renderedLines, ruleText, standaloneRuleset } from '../compile/render.ts';
@@ -11,8 +10,8 @@ import { formatIP, parseIP, type IPAddress, type IPFamily } from '../model/ip.ts
 import { SimulationError, type EngineContext, type PathStep, type TableVerdict } from '../sim/engine.ts';
 import { traceNewConnection, type Outcome } from '../sim/netfilter.ts';
 import { endpointText, parseInterfaceSpec, singleInterfaceNetwork, type Interface, type NodeNetwork, type SimProtocol } from '../sim/packet.ts';
-import { parseDump, RulesetParseError } from '../sim/parse.ts';
 import { PROXY_OPTIONS, UsageError } from './args.ts';
+import { readDumpFile } from './inputs.ts';
 import type { CommandIO } from './io.ts';
 import { loadModels } from './pipeline.ts';
 
@@ -84,20 +83,9 @@ interface RulesSource {
 }
 
 function fromDump(path: string, family: IPFamily, nodeIPs: readonly string[] | undefined): RulesSource {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new UsageError(`${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
-  }
-  try {
-    const dump = parseDump(text, family);
-    const localIPs = (nodeIPs ?? []).flatMap((s) => s.split(',')).map((s) => address('node-ip', s.trim()));
-    return { ruleset: dump.ruleset, lines: dump.lines, policies: dump.policies, localIPs };
-  } catch (error) {
-    if (error instanceof RulesetParseError) throw new UsageError(`${path}: ${error.message}`, { cause: error });
-    throw error;
-  }
+  const dump = readDumpFile(path, family);
+  const localIPs = (nodeIPs ?? []).flatMap((s) => s.split(',')).map((s) => address('node-ip', s.trim()));
+  return { ruleset: dump.ruleset, lines: dump.lines, policies: dump.policies, localIPs };
 }
 
 type TraceValues = ReturnType<typeof parse>['values'];

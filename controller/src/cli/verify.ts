@@ -3,15 +3,14 @@
  * against the state it should implement, by simulation. Exit 0 when everything holds, 3 when
  * something does not, 2 for bad input.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { compileFamily } from '../compile/compile.ts';
 import { standaloneRuleset } from '../compile/render.ts';
 import { SERVICE_CHAIN_PREFIXES } from '../compile/hash.ts';
 import { diffRulesets, formatChainDifference } from '../plan/diff.ts';
-import { parseDump, RulesetParseError, type ParsedDump } from '../sim/parse.ts';
 import { formatViolation, verifyCompiled, type VerificationReport } from '../sim/verify.ts';
 import { PROXY_OPTIONS, UsageError } from './args.ts';
+import { readDumpFile } from './inputs.ts';
 import type { CommandIO } from './io.ts';
 import { loadModels } from './pipeline.ts';
 
@@ -27,21 +26,6 @@ Exit status: 0 all checks hold, 3 violations found, 2 bad input or usage.
 `;
 
 const OPTIONS = { ...PROXY_OPTIONS, rules: { type: 'string' } } as const;
-
-function readDump(path: string, family: 'IPv4' | 'IPv6'): ParsedDump {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new UsageError(`${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, { cause: error });
-  }
-  try {
-    return parseDump(text, family);
-  } catch (error) {
-    if (error instanceof RulesetParseError) throw new UsageError(`${path}: ${error.message}`, { cause: error });
-    throw error;
-  }
-}
 
 const KPX_TOP_CHAINS = new Set(['KUBE-SERVICES', 'KUBE-EXTERNAL-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ', 'KUBE-FORWARD', 'KUBE-PROXY-FIREWALL']);
 const isKpxChain = (_table: string, chain: string): boolean => KPX_TOP_CHAINS.has(chain) || SERVICE_CHAIN_PREFIXES.some((p) => chain.startsWith(p));
@@ -68,7 +52,7 @@ export function verifyCommand(args: readonly string[], io: CommandIO): number {
       reports.push({ report: verifyCompiled(compiled), differences: [] });
       continue;
     }
-    const dump = readDump(values.rules, model.family);
+    const dump = readDumpFile(values.rules, model.family);
     const report = verifyCompiled(compiled, { ruleset: dump.ruleset, policies: dump.policies });
     const differences = diffRulesets(standaloneRuleset(compiled), dump.ruleset, { chains: isKpxChain }).map(formatChainDifference);
     reports.push({ report, differences });
