@@ -403,10 +403,21 @@ function runChain(ctx: EngineContext, table: Table, chain: Chain, start: Flow, d
   const order = candidates(index, chain, start.packet);
   const branchy = index.branchy.get(chain) ?? [];
   const record = ctx.recordPath !== false;
+  // Two flow lists swapped rule by rule, instead of a new array per rule.
+  let next: Flow[] = [];
   for (const position of order) {
     const rule = chain.rules[position];
     if (rule === undefined) continue;
-    const next: Flow[] = [];
+    next.length = 0;
+    if (branchy[position] !== true && active.length === 1) {
+      // The common case: one flow, a rule that cannot branch; no-match leaves the lists as they are.
+      const flow = active[0] as Flow;
+      if (!matchCertain(ctx, flow, rule)) continue;
+      applyTarget(ctx, table, rule, record ? { ...flow, path: { step: step(ctx, table, chain, position, rule), previous: flow.path } } : flow, depth, next, results);
+      [active, next] = [next, active];
+      if (active.length === 0) break;
+      continue;
+    }
     for (const flow of active) {
       if (branchy[position] !== true) {
         if (!matchCertain(ctx, flow, rule)) next.push(flow);
@@ -423,7 +434,7 @@ function runChain(ctx: EngineContext, table: Table, chain: Chain, start: Flow, d
         applyTarget(ctx, table, rule, taken, depth, next, results);
       }
     }
-    active = next;
+    [active, next] = [next, active];
     if (active.length === 0) break;
   }
   for (const flow of active) results.push({ flow, verdict: undefined });
