@@ -411,8 +411,8 @@ function runChain(ctx: EngineContext, table: Table, chain: Chain, start: Flow, d
     next.length = 0;
     if (branchy[position] !== true && active.length === 1) {
       // The common case: one flow, a rule that cannot branch; no-match leaves the lists as they are.
-      const flow = active[0] as Flow;
-      if (!matchCertain(ctx, flow, rule)) continue;
+      const [flow] = active;
+      if (flow === undefined || !matchCertain(ctx, flow, rule)) continue;
       applyTarget(ctx, table, rule, record ? { ...flow, path: { step: step(ctx, table, chain, position, rule), previous: flow.path } } : flow, depth, next, results);
       [active, next] = [next, active];
       if (active.length === 0) break;
