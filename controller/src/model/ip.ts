@@ -198,7 +198,7 @@ export function cidrContains(cidr: CIDR, ip: IPAddress): boolean {
     // 32-bit arithmetic on numbers: BigInt shifts cost far more on the simulator's hot path.
     if (cidr.prefix === 0) return true;
     const shift = 32 - cidr.prefix;
-    return Number(ip.value) >>> shift === Number(cidr.network) >>> shift || (shift === 32);
+    return Number(ip.value) >>> shift === Number(cidr.network) >>> shift;
   }
   return maskValue(ip.value, cidr.prefix, 128) === cidr.network;
 }

@@ -86,3 +86,29 @@ describe('verifyCompiled', () => {
     expect(v.find((l) => l.startsWith('non-service traffic via node 10.89.0.10:22 from an external client'))).toContain('expected no DNAT and no masquerade (no Service uses this port)');
   });
 });
+
+describe('verifyCompiled edge cases', () => {
+  it('expects REJECT for the node\'s own traffic to a local external IP of a Service without endpoints', () => {
+    const yaml = `apiVersion: v1
+kind: Node
+metadata: {name: n1}
+status: {addresses: [{type: InternalIP, address: 10.0.0.5}]}
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clusterCIDR: 10.244.0.0/16
+---
+apiVersion: v1
+kind: Service
+metadata: {namespace: a, name: b}
+spec:
+  clusterIP: 10.96.0.5
+  externalIPs: [10.0.0.5, 192.0.2.99]
+  ports: [{name: p, port: 8080, protocol: TCP}]
+`;
+    const [model] = buildProxyModels(classifyObjects(decodeDocuments(yaml, 'x')).state).families;
+    if (model === undefined) throw new Error('no model');
+    // The external IP on the node loops back through INPUT (REJECT); the other one leaves the node.
+    expect(verifyCompiled(compileFamily(model)).violations.map(formatViolation)).toEqual([]);
+  });
+});

@@ -61,6 +61,8 @@ interface Frontend {
   readonly kind: FrontendKind;
   readonly ip: IPAddress;
   readonly port: number;
+  /** Whether the frontend address is one of the node's own (a NodePort always is). */
+  readonly local: boolean;
 }
 
 const POD_IFACE = 'kpxpod0';
@@ -178,13 +180,14 @@ function clientsFor(model: FamilyModel, setup: Setup, sp: ServicePort): Client[]
 }
 
 function frontendsFor(model: FamilyModel, setup: Setup, sp: ServicePort): Frontend[] {
-  const out: Frontend[] = [{ kind: 'ClusterIP', ip: ipOf(sp.clusterIP), port: sp.port }];
-  for (const ip of sp.externalIPs) out.push({ kind: 'external IP', ip: ipOf(ip), port: sp.port });
-  for (const ip of sp.loadBalancerIPs) out.push({ kind: 'LoadBalancer IP', ip: ipOf(ip), port: sp.port });
+  const fe = (kind: FrontendKind, ip: IPAddress, port: number): Frontend => ({ kind, ip, port, local: isLocalAddress(setup.net, ip) });
+  const out: Frontend[] = [fe('ClusterIP', ipOf(sp.clusterIP), sp.port)];
+  for (const ip of sp.externalIPs) out.push(fe('external IP', ipOf(ip), sp.port));
+  for (const ip of sp.loadBalancerIPs) out.push(fe('LoadBalancer IP', ipOf(ip), sp.port));
   if (sp.nodePort !== 0) {
     const npa = model.node.nodePortAddresses;
     const addresses = npa === 'all' ? [setup.nodeIP] : npa.map(ipOf).filter((ip) => ip.value !== (ip.family === 'IPv4' ? 0x7f000001n : 1n)).slice(0, 1);
-    for (const ip of addresses) out.push({ kind: 'NodePort', ip, port: sp.nodePort });
+    for (const ip of addresses) out.push(fe('NodePort', ip, sp.nodePort));
   }
   return out;
 }
@@ -206,8 +209,9 @@ function expectedOutcome(model: FamilyModel, csp: CompiledServicePort, client: C
   // External frontends. Without endpoints, the filter rules REJECT on INPUT and FORWARD; the node's
   // own traffic (OUTPUT) is not hooked to KUBE-EXTERNAL-SERVICES (reference §1.2), so it leaves as is.
   if (!hasAnyEndpoints) {
-    // A NodePort is a local address, so even the node's own packet comes back in through INPUT.
-    if (client.isNode && fe.kind !== 'NodePort') return { kind: 'untouched', why: 'no endpoints; the node\'s own traffic to an external frontend is not filtered' };
+    // To one of the node's own addresses (a NodePort always), even the node's own packet comes
+    // back in through INPUT, where the REJECT rules are.
+    if (client.isNode && !fe.local) return { kind: 'untouched', why: 'no endpoints; the node\'s own traffic to an external frontend is not filtered' };
     return { kind: 'REJECT', why: 'the service has no endpoints' };
   }
   const ranges = sp.loadBalancerSourceRanges.map((r) => parseCIDR(r)).filter((c) => c !== undefined);
@@ -345,7 +349,7 @@ export function verifyCompiled(compiled: CompiledFamily, options: VerifyOptions 
     if (self !== undefined && csp.hasInternal) {
       const ip = ipOf(self.ip);
       const client: Client = { cls: 'the endpoint itself', ip, inIface: setup.podIface, detectedLocal: detectedLocal(model, ip, setup.podIface), isNode: false };
-      const fe: Frontend = { kind: 'ClusterIP', ip: ipOf(sp.clusterIP), port: sp.port };
+      const fe: Frontend = { kind: 'ClusterIP', ip: ipOf(sp.clusterIP), port: sp.port, local: isLocalAddress(setup.net, ipOf(sp.clusterIP)) };
       run(label, fe, client, protocolOf(sp), sp.port, expectedOutcome(model, csp, client, fe));
     }
   }
