@@ -70,6 +70,12 @@ export function clauseWords(c: Clause): string[] {
         : ['-m', 'state', ...not(c.negate), '--state', c.states.join(',')];
     case 'nfacct':
       return ['-m', 'nfacct', '--nfacct-name', c.name];
+    case 'multiport':
+      return ['-m', 'multiport', ...not(c.negate), c.direction === 'dst' ? '--dports' : c.direction === 'src' ? '--sports' : '--ports', c.ranges.map((r) => portRange(r.from, r.to)).join(',')];
+    case 'tcpFlags':
+      return [...not(c.negate), '--tcp-flags', c.mask.join(','), c.comp.length === 0 ? 'NONE' : c.comp.join(',')];
+    case 'icmpType':
+      return [...not(c.negate), c.v6 ? '--icmpv6-type' : '--icmp-type', c.type];
   }
 }
 

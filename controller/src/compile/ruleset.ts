@@ -56,7 +56,13 @@ export type Clause =
   /** `-m conntrack [!] --ctstate A,B` */
   | { readonly kind: 'ctstate'; readonly states: readonly string[]; readonly negate: boolean; readonly module: 'conntrack' | 'state' }
   /** `-m nfacct --nfacct-name N` */
-  | { readonly kind: 'nfacct'; readonly name: string };
+  | { readonly kind: 'nfacct'; readonly name: string }
+  /** `-m multiport [!] --dports|--sports|--ports P[,P:Q]...` */
+  | { readonly kind: 'multiport'; readonly direction: 'dst' | 'src' | 'any'; readonly ranges: readonly { readonly from: number; readonly to: number }[]; readonly negate: boolean }
+  /** `[!] --tcp-flags MASK COMP` (`--syn` is `--tcp-flags FIN,SYN,RST,ACK SYN`) */
+  | { readonly kind: 'tcpFlags'; readonly mask: readonly string[]; readonly comp: readonly string[]; readonly negate: boolean }
+  /** `[!] --icmp-type T` / `--icmpv6-type T` (name or number; `any` matches all) */
+  | { readonly kind: 'icmpType'; readonly type: string; readonly negate: boolean; readonly v6: boolean };
 
 export type Target =
   | { readonly kind: 'none' }

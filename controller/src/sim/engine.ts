@@ -8,7 +8,7 @@
 import { targetChain, type Chain, type Clause, type Rule, type Ruleset, type Table, type TableName } from '../compile/ruleset.ts';
 import { cidrContains, parseAddressOrCIDR, parseIP, type CIDR, type IPAddress } from '../model/ip.ts';
 import { quantizedProbability } from './normalize.ts';
-import { interfaceAddress, isLocalAddress, type NodeNetwork, type Packet } from './packet.ts';
+import { icmpTypeNumber, interfaceAddress, isLocalAddress, type NodeNetwork, type Packet } from './packet.ts';
 
 export interface PathStep {
   readonly table: TableName;
@@ -169,6 +169,25 @@ function clauseHolds(ctx: EngineContext, flow: Flow, c: Exclude<Clause, { kind: 
     case 'mark': {
       const mask = c.mask === undefined ? 0xffffffff : Number(BigInt(c.mask));
       return neg(c.negate, ((pkt.mark & mask) >>> 0) === (Number(BigInt(c.value)) >>> 0));
+    }
+    case 'multiport': {
+      if (pkt.protocol !== 'tcp' && pkt.protocol !== 'udp' && pkt.protocol !== 'sctp') return false;
+      const inRanges = (port: number): boolean => c.ranges.some((r) => port >= r.from && port <= r.to);
+      const hit = c.direction === 'dst' ? inRanges(pkt.dport) : c.direction === 'src' ? inRanges(pkt.sport) : inRanges(pkt.dport) || inRanges(pkt.sport);
+      return neg(c.negate, hit);
+    }
+    case 'tcpFlags': {
+      if (pkt.protocol !== 'tcp') return false;
+      const flags = new Set(pkt.tcpFlags ?? ['SYN']);
+      const set = c.mask.filter((f) => flags.has(f));
+      return neg(c.negate, set.length === c.comp.length && c.comp.every((f) => set.includes(f)));
+    }
+    case 'icmpType': {
+      if (pkt.protocol !== (c.v6 ? 'icmpv6' : 'icmp')) return false;
+      if (c.type === 'any') return !c.negate;
+      const want = icmpTypeNumber(c.type, c.v6);
+      if (want === undefined) throw new SimulationError(`icmp type "${c.type}" is not supported`);
+      return neg(c.negate, (pkt.icmpType ?? (c.v6 ? 128 : 8)) === want);
     }
     case 'ctstate': {
       const has = (st: string): boolean =>

@@ -135,3 +135,38 @@ COMMIT
     expect(ssh[0]?.delivery).toBe('dropped');
   });
 });
+
+describe('matches beyond kube-proxy\'s', () => {
+  const firewall = parseDump(`# a host firewall as iptables-save prints one
+*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -j DROP
+-A INPUT -p tcp -m multiport --dports 22,80,8000:8100 -j ACCEPT
+-A INPUT -p udp -m multiport --sports 53 -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type 8 -j ACCEPT
+-A INPUT -p icmp -m icmp --icmp-type destination-unreachable -j ACCEPT
+COMMIT
+`);
+  const c: EngineContext = { ruleset: firewall.ruleset, net: singleInterfaceNetwork([ip('192.0.2.1')]), now: 0, lines: firewall.lines, policies: firewall.policies };
+  const verdict = (protocol: SimProtocol, dport: number, sport = 40000): string =>
+    traceNewConnection(c, { protocol, src: ip('198.51.100.9'), dst: ip('192.0.2.1'), sport, dport }).map((o) => `${o.verdict}@${String(o.path.at(-1)?.line ?? 0)}`).join();
+
+  it('multiport --dports with ranges and --sports', () => {
+    expect(verdict('tcp', 22)).toBe('ACCEPT@8');
+    expect(verdict('tcp', 8050)).toBe('ACCEPT@8');
+    expect(verdict('tcp', 8101)).toBe('DROP@0');
+    expect(verdict('udp', 9999, 53)).toBe('ACCEPT@9');
+    expect(verdict('udp', 9999, 54)).toBe('DROP@0');
+  });
+
+  it('icmp types by number and by name; a new connection opens with a SYN', () => {
+    expect(verdict('icmp', 0)).toBe('ACCEPT@10');
+    const unreachable = traceNewConnection(c, { protocol: 'icmp', src: ip('198.51.100.9'), dst: ip('192.0.2.1'), sport: 0, dport: 0, mark: 0 });
+    expect(unreachable.map((o) => o.verdict)).toEqual(['ACCEPT']);
+    // The first packet is a SYN, so the "NEW but not SYN" drop rule (line 7) does not fire.
+    expect(verdict('tcp', 80)).toBe('ACCEPT@8');
+  });
+});

@@ -156,7 +156,11 @@ function initialFlow(ctx: EngineContext, t: TracePacket, family: Packet['family'
   const inIface = locallyGenerated ? undefined : (t.inIface ?? arrivalInterface(ctx.net, t.src));
   return {
     probability: 1,
-    packet: { family, protocol: t.protocol, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport, inIface, outIface: undefined, mark: t.mark ?? 0 },
+    packet: {
+      family, protocol: t.protocol, src: t.src, dst: t.dst, sport: t.sport, dport: t.dport, inIface, outIface: undefined, mark: t.mark ?? 0,
+      // A connection opens with a SYN; later packets of an established one carry ACK.
+      tcpFlags: t.established === undefined ? ['SYN'] : ['ACK'],
+    },
     path: undefined,
     recent,
     state: t.established === undefined ? 'NEW' : 'ESTABLISHED',
@@ -173,6 +177,7 @@ function hostPort(ip: IPAddress, port: number, protocol: SimProtocol): string {
 /** The first reply of a connection, back through conntrack (un-DNAT, un-SNAT). */
 function traceReply(ctx: EngineContext, original: TracePacket, forward: Flow, delivery: Delivery): ReplyOutcome {
   const out = forward.packet;
+  const family = out.family;
   // The reply leaves the endpoint towards the (possibly SNATed) source.
   const replyFromLocal = delivery === 'local';
   const start: Flow = {
@@ -190,6 +195,8 @@ function traceReply(ctx: EngineContext, original: TracePacket, forward: Flow, de
       inIface: replyFromLocal ? undefined : (out.outIface ?? arrivalInterface(ctx.net, out.dst)),
       outIface: undefined,
       mark: 0,
+      tcpFlags: ['SYN', 'ACK'],
+      icmpType: family === 'IPv4' ? 0 : 129,
     },
   };
   // Conntrack reverses the bindings: the reply's destination becomes the original source at

@@ -6,6 +6,7 @@
  */
 import { BUILTIN_CHAINS, type Chain, type Clause, type Rule, type Ruleset, type Table, type TableName, type Target } from '../compile/ruleset.ts';
 import { formatCIDR, parseAddressOrCIDR } from '../model/ip.ts';
+import { icmpTypeNumber } from './packet.ts';
 
 const GENERIC_ORDER: Readonly<Record<string, number>> = { source: 0, destination: 1, inInterface: 2, outInterface: 3, protocol: 4 };
 
@@ -49,6 +50,16 @@ function normalizeClause(c: Clause, family: Ruleset['family']): Clause {
       return { ...c, value: hex(num(c.value)), mask: hex(c.mask === undefined ? U32 : num(c.mask)) };
     case 'ctstate':
       return { ...c, states: [...c.states].sort(), module: 'conntrack' };
+    case 'tcpFlags': {
+      const order = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
+      const sorted = (f: readonly string[]): string[] => [...f].sort((a, b) => order.indexOf(a) - order.indexOf(b));
+      return { ...c, mask: sorted(c.mask), comp: sorted(c.comp) };
+    }
+    case 'icmpType': {
+      const n = c.type === 'any' ? undefined : icmpTypeNumber(c.type, c.v6);
+      return n === undefined ? c : { ...c, type: String(n) };
+    }
+    case 'multiport':
     case 'comment':
     case 'sourcePort':
     case 'destinationPort':

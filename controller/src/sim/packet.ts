@@ -20,6 +20,26 @@ export interface Packet {
   readonly outIface: string | undefined;
   /** skb->mark */
   readonly mark: number;
+  /** TCP flags set on this packet (a connection's first packet is a SYN). */
+  readonly tcpFlags?: readonly string[];
+  /** ICMP type (echo-request by default for ICMP traces). */
+  readonly icmpType?: number;
+}
+
+const ICMP_TYPES: Readonly<Record<string, number>> = {
+  'echo-reply': 0, pong: 0, 'destination-unreachable': 3, 'source-quench': 4, redirect: 5, 'echo-request': 8, ping: 8,
+  'router-advertisement': 9, 'router-solicitation': 10, 'time-exceeded': 11, 'parameter-problem': 12, 'timestamp-request': 13, 'timestamp-reply': 14,
+};
+const ICMPV6_TYPES: Readonly<Record<string, number>> = {
+  'destination-unreachable': 1, 'packet-too-big': 2, 'time-exceeded': 3, 'parameter-problem': 4, 'echo-request': 128, ping: 128, 'echo-reply': 129, pong: 129,
+  'router-solicitation': 133, 'router-advertisement': 134, 'neighbour-solicitation': 135, 'neighbor-solicitation': 135, 'neighbour-advertisement': 136, 'neighbor-advertisement': 136,
+};
+
+/** The numeric type of an `--icmp-type` value (`8`, `8/0`, `echo-request`); undefined if unknown. */
+export function icmpTypeNumber(text: string, v6: boolean): number | undefined {
+  const numeric = /^([0-9]+)(?:\/[0-9]+)?$/.exec(text);
+  if (numeric !== null) return Number(numeric[1]);
+  return (v6 ? ICMPV6_TYPES : ICMP_TYPES)[text];
 }
 
 export interface Interface {

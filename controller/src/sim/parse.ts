@@ -93,8 +93,18 @@ function splitMark(text: string): { value: string; mask: string | undefined } {
 }
 
 const SUPPORTED_MODULES = new Set([
-  'comment', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'addrtype', 'statistic', 'recent', 'mark', 'conntrack', 'state', 'nfacct',
+  'comment', 'tcp', 'udp', 'sctp', 'icmp', 'icmp6', 'icmpv6', 'addrtype', 'statistic', 'recent', 'mark', 'conntrack', 'state', 'nfacct', 'multiport',
 ]);
+
+const TCP_FLAGS = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
+
+function flagList(c: Cursor, text: string): string[] {
+  if (text === 'NONE') return [];
+  if (text === 'ALL') return [...TCP_FLAGS];
+  const flags = text.split(',');
+  for (const f of flags) if (!TCP_FLAGS.includes(f)) throw new RulesetParseError(c.line, `"${f}" is not a TCP flag`);
+  return flags;
+}
 
 /** Parses one module's options (after `-m NAME`), appending clauses. */
 function parseModule(c: Cursor, module: string, clauses: Clause[]): void {
@@ -143,9 +153,27 @@ function parseModuleOption(c: Cursor, module: string, opt: string, negate: boole
       if (opt !== '--comment') unsupported();
       clauses.push({ kind: 'comment', text: next(c, opt) });
       return;
+    case 'icmp':
+    case 'icmp6':
+    case 'icmpv6':
+      if (opt !== '--icmp-type' && opt !== '--icmpv6-type') unsupported();
+      clauses.push({ kind: 'icmpType', type: next(c, opt), negate, v6: opt === '--icmpv6-type' });
+      return;
+    case 'multiport': {
+      const direction = opt === '--dports' || opt === '--destination-ports' ? 'dst' : opt === '--sports' || opt === '--source-ports' ? 'src' : opt === '--ports' ? 'any' : undefined;
+      if (direction === undefined) unsupported();
+      else clauses.push({ kind: 'multiport', direction, ranges: next(c, opt).split(',').map((p) => parsePortRange(c, p)), negate });
+      return;
+    }
     case 'tcp':
     case 'udp':
     case 'sctp': {
+      if (module === 'tcp' && (opt === '--tcp-flags' || opt === '--syn')) {
+        const mask = opt === '--syn' ? ['FIN', 'SYN', 'RST', 'ACK'] : flagList(c, next(c, opt));
+        const comp = opt === '--syn' ? ['SYN'] : flagList(c, next(c, opt));
+        clauses.push({ kind: 'tcpFlags', mask, comp, negate });
+        return;
+      }
       if (opt === '--dport' || opt === '--destination-port') {
         clauses.push({ kind: 'destinationPort', ...parsePortRange(c, next(c, opt)), negate });
       } else if (opt === '--sport' || opt === '--source-port') {
@@ -370,6 +398,16 @@ export function parseRuleWords(words: readonly string[], line: number): Rule {
         // Port options right after -p without -m (legacy restore input allows it).
         const range = parsePortRange(c, next(c, w));
         clauses.push(w === '--dport' ? { kind: 'destinationPort', ...range, negate: neg } : { kind: 'sourcePort', ...range, negate: neg });
+        break;
+      }
+      case '--tcp-flags':
+      case '--syn':
+      case '--icmp-type':
+      case '--icmpv6-type': {
+        // Protocol options right after -p without -m, as iptables-restore accepts them.
+        const p = clauses.findLast((cl) => cl.kind === 'protocol');
+        if (p === undefined) throw new RulesetParseError(line, `${w} needs -p`);
+        parseModuleOption(c, p.protocol === 'icmpv6' ? 'icmp6' : p.protocol, w, neg, clauses);
         break;
       }
       case '-c':
