@@ -1,5 +1,5 @@
 # kpx developer entry points. Every target runs through npm so the project's Node 24 is used.
-.PHONY: all install preview test test-unit test-kernel lint typecheck bench clean
+.PHONY: all install preview test test-unit test-kernel lint typecheck bench clean binaries cluster-up cluster-down e2e
 
 all: test
 
@@ -31,6 +31,22 @@ typecheck: node_modules
 
 bench: node_modules
 	npm run bench
+
+## binaries: build (once, cached in ~/.cache/kpx) kube-apiserver, kube-controller-manager,
+## kube-proxy, kubectl, etcd and helm from the Go module proxy
+binaries:
+	bash e2e/build/build-binaries.sh
+
+## cluster-up / cluster-down: a real control plane and netns nodes on this machine (root)
+cluster-up: node_modules binaries
+	npx node e2e/cluster/up.ts $(ARGS)
+
+cluster-down: node_modules
+	npx node e2e/cluster/down.ts
+
+## e2e: the real-cluster tests (root, Go, network namespaces); see docs/e2e.md
+e2e: node_modules binaries
+	npx vitest run --config e2e/cluster/vitest.config.ts
 
 clean:
 	rm -rf node_modules dist coverage
