@@ -33,6 +33,8 @@ probability: verdict, destination after DNAT, masquerading, and the rules on the
   --in-iface NAME         where the packet arrives. Default: locally generated when --src is a
                           local address, else the interface whose prefix holds --src.
   --with-reply            also trace the first reply back through conntrack
+  --route-localnet BOOL   the node routes 127.0.0.0/8 sources off lo (default: as kpx or, for a
+                          dump, kube-proxy would have set it for localhost NodePorts)
   -o text|json            output format (json: see docs/cli.md)
   Node and proxy options as for kpx preview (--node-name, --node-ip, --cluster-cidr, ...).
 `;
@@ -48,6 +50,7 @@ const TRACE_OPTIONS = {
   iface: { type: 'string', multiple: true },
   'in-iface': { type: 'string' },
   'with-reply': { type: 'boolean' },
+  'route-localnet': { type: 'string' },
 } as const;
 
 function parse(args: readonly string[]) {
@@ -80,12 +83,19 @@ interface RulesSource {
   readonly lines: ReadonlyMap<Rule, number>;
   readonly policies: EngineContext['policies'];
   readonly localIPs: readonly IPAddress[];
+  /** Whether the node routes 127.0.0.0/8 sources off lo (net.ipv4.conf.all.route_localnet). */
+  readonly routeLocalnet: boolean;
+}
+
+/** kube-proxy's localhost-NodePort guard rule means it set route_localnet=1 on that node. */
+function hasLocalnetGuard(ruleset: Ruleset): boolean {
+  return ruleset.tables.some((t) => t.name === 'filter' && t.chains.some((c) => c.name === 'KUBE-FIREWALL' && c.rules.length > 0));
 }
 
 function fromDump(path: string, family: IPFamily, nodeIPs: readonly string[] | undefined): RulesSource {
   const dump = readDumpFile(path, family);
   const localIPs = (nodeIPs ?? []).flatMap((s) => s.split(',')).map((s) => address('node-ip', s.trim()));
-  return { ruleset: dump.ruleset, lines: dump.lines, policies: dump.policies, localIPs };
+  return { ruleset: dump.ruleset, lines: dump.lines, policies: dump.policies, localIPs, routeLocalnet: hasLocalnetGuard(dump.ruleset) };
 }
 
 type TraceValues = ReturnType<typeof parse>['values'];
@@ -96,10 +106,17 @@ function fromInputs(values: TraceValues, family: IPFamily, io: CommandIO): Rules
   if (model === undefined) throw new UsageError(`no ${family} rules to trace through`);
   const ruleset = standaloneRuleset(compileFamily(model));
   const localIPs = model.node.localIPs.map((s) => address('node-ip', s));
-  return { ruleset, lines: renderedLines(ruleset), policies: new Map(), localIPs };
+  return { ruleset, lines: renderedLines(ruleset), policies: new Map(), localIPs, routeLocalnet: model.node.localhostNodePorts };
 }
 
-function network(values: TraceValues, localIPs: readonly IPAddress[]): NodeNetwork {
+function network(values: TraceValues, localIPs: readonly IPAddress[], routeLocalnet: boolean): NodeNetwork {
+  const flag = values['route-localnet'];
+  if (flag !== undefined && flag !== 'true' && flag !== 'false') throw new UsageError(`--route-localnet must be true or false, got "${flag}"`);
+  const localnet = flag === undefined ? routeLocalnet : flag === 'true';
+  return { ...networkOf(values, localIPs), routeLocalnet: localnet };
+}
+
+function networkOf(values: TraceValues, localIPs: readonly IPAddress[]): NodeNetwork {
   if (values.iface === undefined) return singleInterfaceNetwork(localIPs);
   const interfaces: Interface[] = values.iface.map((spec) => {
     const i = parseInterfaceSpec(spec);
@@ -158,7 +175,7 @@ export function traceCommand(args: readonly string[], io: CommandIO): number {
   const sport = ported ? port('sport', values.sport, 40000) : 0;
 
   const source = values.rules !== undefined ? fromDump(values.rules, src.family, values['node-ip']) : fromInputs(values, src.family, io);
-  const ctx: EngineContext = { ruleset: source.ruleset, net: network(values, source.localIPs), now: 0, lines: source.lines, policies: source.policies };
+  const ctx: EngineContext = { ruleset: source.ruleset, net: network(values, source.localIPs, source.routeLocalnet), now: 0, lines: source.lines, policies: source.policies };
   let outcomes: Outcome[];
   try {
     outcomes = traceNewConnection(ctx, { protocol, src, dst, sport, dport, inIface: values['in-iface'] }, { withReply: values['with-reply'] === true });

@@ -300,8 +300,12 @@ function parseNatTargetUncached(text: string, fallbackPort: number): { ip: IPAdd
     host = h ?? '';
     port = Number(p);
   }
-  const range = host.split('-')[0] ?? host; // an address range: the simulator takes its first address
-  const ip = parseIP(range);
+  if (host.includes('-') || /:[0-9]+-[0-9]+$/.test(text)) {
+    // The kernel hashes each connection onto a range (nf_nat's find_best_ips_proto); guessing one
+    // address would be silently wrong.
+    throw new SimulationError(`NAT to a range ("${text}") is not modelled: the kernel picks per connection by hash`);
+  }
+  const ip = parseIP(host);
   if (ip === undefined || !Number.isInteger(port)) throw new SimulationError(`NAT target "${text}" is not ADDRESS[:PORT]`);
   return { ip, port };
 }

@@ -6,7 +6,7 @@
  */
 import { formatIP, type IPAddress } from '../model/ip.ts';
 import { hookIsEmpty, pathSteps, runHook, type EngineContext, type Flow, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
-import { arrivalInterface, endpointText, interfaceAddress, isLocalAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
+import { arrivalInterface, endpointText, isLocalAddress, masqueradeAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
 import type { TableName } from '../compile/ruleset.ts';
 
 export interface TracePacket {
@@ -101,7 +101,7 @@ function applySnat(ctx: EngineContext, flow: Flow): Flow {
   const snat = flow.nat.snat;
   if (snat === undefined) return flow;
   const pkt = flow.packet;
-  const ip = snat === 'masquerade' ? interfaceAddress(ctx.net, pkt.outIface ?? '', pkt.family) : snat.ip;
+  const ip = snat === 'masquerade' ? masqueradeAddress(ctx.net, pkt.outIface ?? '', pkt.dst) : snat.ip;
   return ip === undefined ? flow : { ...flow, packet: { ...pkt, src: ip } };
 }
 
@@ -139,7 +139,15 @@ function walk(ctx: EngineContext, start: Flow): Walked {
   if (locallyGenerated) {
     const routed = reroute(ctx, start);
     const afterNat = runStages(ctx, [routed], OUTPUT_PRE, stopped).map((f) => reroute(ctx, f));
-    finishPost(runStages(ctx, afterNat, OUTPUT_FILTER, stopped));
+    // After DNAT, a 127.0.0.0/8 source may leave the loopback device only with route_localnet=1;
+    // otherwise the reroute fails and the packet is dropped (the client times out).
+    const routable = afterNat.filter((f) => {
+      const p = f.packet;
+      const martian = p.family === 'IPv4' && p.src.value >> 24n === 127n && p.outIface !== 'lo' && ctx.net.routeLocalnet !== true;
+      if (martian) stopped.push({ flow: { ...f, acted: true }, verdict: 'DROP' });
+      return !martian;
+    });
+    finishPost(runStages(ctx, routable, OUTPUT_FILTER, stopped));
     return { delivered, stopped };
   }
   const afterPre = runStages(ctx, [start], PREROUTING, stopped);

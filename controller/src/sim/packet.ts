@@ -52,6 +52,12 @@ export interface NodeNetwork {
   readonly interfaces: readonly Interface[];
   /** Extra local addresses not bound to a listed interface (e.g. LB VIPs on the node). */
   readonly extraLocal: readonly IPAddress[];
+  /**
+   * net.ipv4.conf.all.route_localnet: whether a packet with a 127.0.0.0/8 source may be routed
+   * off the loopback device (after DNAT of a localhost NodePort). Kernel default 0; kube-proxy
+   * and kpx set 1 when localhost NodePorts are on.
+   */
+  readonly routeLocalnet?: boolean;
 }
 
 export function isLocalAddress(net: NodeNetwork, ip: IPAddress): boolean {
@@ -79,10 +85,22 @@ export function arrivalInterface(net: NodeNetwork, src: IPAddress): string {
   return net.interfaces[0]?.name ?? 'eth0';
 }
 
-/** The primary address of the interface a packet leaves by (the MASQUERADE source). */
+/** The primary address of an interface (REDIRECT's destination); loopback for `lo`. */
 export function interfaceAddress(net: NodeNetwork, name: string, family: IPFamily): IPAddress | undefined {
   if (name === 'lo') return family === 'IPv4' ? { family, value: 0x7f000001n } : { family, value: 1n };
   return net.interfaces.find((i) => i.name === name)?.addresses.find((a) => a.ip.family === family)?.ip;
+}
+
+/**
+ * The source MASQUERADE picks (the kernel's inet_select_addr): on the outgoing interface, the
+ * address whose subnet holds the next hop, else its first address; out of `lo`, where only
+ * host-scope addresses live, the first global address of the node.
+ */
+export function masqueradeAddress(net: NodeNetwork, outIface: string, nextHop: IPAddress): IPAddress | undefined {
+  const family = nextHop.family;
+  if (outIface === 'lo') return net.interfaces.flatMap((i) => i.addresses).find((a) => a.ip.family === family)?.ip;
+  const addresses = net.interfaces.find((i) => i.name === outIface)?.addresses.filter((a) => a.ip.family === family) ?? [];
+  return (addresses.find((a) => cidrContains(a.prefix, nextHop)) ?? addresses[0])?.ip;
 }
 
 /** Parses `NAME=ADDR/PREFIX[,ADDR/PREFIX]` (the `--iface` flag). */

@@ -126,6 +126,8 @@ function setupFor(model: FamilyModel): Setup {
         { name: podIface, addresses: [{ ip: gateway, prefix: podRange }] },
       ],
       extraLocal: [],
+      // kpx, like kube-proxy, sets route_localnet when it serves NodePorts on 127.0.0.1.
+      routeLocalnet: node.localhostNodePorts,
     },
     nodeIP,
     podRange,
