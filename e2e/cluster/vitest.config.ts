@@ -6,6 +6,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     name: 'cluster',
+    reporters: ['default', 'json'],
+    outputFile: { json: 'reports/vitest-e2e.json' },
     root: new URL('../..', import.meta.url).pathname,
     include: ['e2e/cluster/**/*.test.ts'],
     testTimeout: 300_000,
