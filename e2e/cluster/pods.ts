@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Cluster } from './cluster.ts';
-import type { EndpointSliceList } from './kube-client.ts';
+import type { EndpointSliceList, ServiceObject } from './kube-client.ts';
 import { allocatePod, createPodNetwork, deletePodNetwork } from './network.ts';
 import type { PodState } from './state.ts';
 import { tailFile, waitFor } from './sys.ts';
@@ -217,4 +217,21 @@ export async function waitForReadyEndpoints(cluster: Cluster, namespace: string,
     },
     { timeoutMs, intervalMs: 200 },
   );
+}
+
+/** The demo Service `default/web`: NodePort, TCP and UDP on port 80 → 8080 of the given pods. */
+export async function createWebService(cluster: Cluster, selector: Readonly<Record<string, string>>): Promise<ServiceObject> {
+  return cluster.api.create<ServiceObject>('/api/v1/namespaces/default/services', {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'web', namespace: 'default' },
+    spec: {
+      type: 'NodePort',
+      selector,
+      ports: [
+        { name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 },
+        { name: 'udp', protocol: 'UDP', port: 80, targetPort: 8080 },
+      ],
+    },
+  });
 }

@@ -7,9 +7,8 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './cluster.ts';
-import type { ServiceObject } from './kube-client.ts';
 import { startKubeProxy, waitForProgrammedEndpoints, type KubeProxy } from './kube-proxy.ts';
-import { createPods, waitForReadyEndpoints, type HarnessPod, type PodSet } from './pods.ts';
+import { createPods, createWebService, waitForReadyEndpoints, type HarnessPod, type PodSet } from './pods.ts';
 import type { ProbeResult } from './probe.ts';
 import { requireRoot } from './sys.ts';
 
@@ -66,19 +65,7 @@ describe('real cluster smoke: upstream kube-proxy on two netns nodes', () => {
     if (first === undefined) throw new Error('client pod missing');
     client = first;
     webPodNames = web.pods.map((p) => p.name).sort();
-    const svc = await cluster.api.create<ServiceObject>('/api/v1/namespaces/default/services', {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: 'web', namespace: 'default' },
-      spec: {
-        type: 'NodePort',
-        selector: web.labels,
-        ports: [
-          { name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 },
-          { name: 'udp', protocol: 'UDP', port: 80, targetPort: 8080 },
-        ],
-      },
-    });
+    const svc = await createWebService(cluster, web.labels);
     clusterIP = svc.spec.clusterIP ?? '';
     const nodePort = (name: string): number => svc.spec.ports?.find((p) => p.name === name)?.nodePort ?? 0;
     nodePorts = { tcp: nodePort('http'), udp: nodePort('udp') };

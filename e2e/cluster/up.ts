@@ -12,27 +12,14 @@
  */
 import { parseArgs } from 'node:util';
 import { startCluster, type Cluster } from './cluster.ts';
-import type { ServiceObject } from './kube-client.ts';
 import { startKubeProxy, waitForProgrammedEndpoints, type KubeProxy } from './kube-proxy.ts';
-import { createPods, waitForReadyEndpoints } from './pods.ts';
+import { createPods, createWebService, waitForReadyEndpoints } from './pods.ts';
 import { defaultStateDir } from './state.ts';
 import { requireRoot } from './sys.ts';
 
 async function demo(cluster: Cluster, proxies: readonly KubeProxy[]): Promise<string> {
   const web = await createPods(cluster, { name: 'web', replicas: 3 });
-  const svc = await cluster.api.create<ServiceObject>('/api/v1/namespaces/default/services', {
-    apiVersion: 'v1',
-    kind: 'Service',
-    metadata: { name: 'web', namespace: 'default' },
-    spec: {
-      type: 'NodePort',
-      selector: web.labels,
-      ports: [
-        { name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 },
-        { name: 'udp', protocol: 'UDP', port: 80, targetPort: 8080 },
-      ],
-    },
-  });
+  const svc = await createWebService(cluster, web.labels);
   await waitForReadyEndpoints(cluster, 'default', 'web', 3);
   await Promise.all(proxies.map((proxy) => waitForProgrammedEndpoints(cluster, proxy, 'default/web:http', 3)));
   const nodePort = svc.spec.ports?.find((p) => p.name === 'http')?.nodePort ?? 0;

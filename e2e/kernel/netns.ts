@@ -23,6 +23,20 @@ export interface RunOptions {
 
 let counter = 0;
 
+/** Runs a program inside namespace `name` (argument array, input on stdin). */
+export async function runInNamespace(name: string, file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const result = await execa('ip', ['netns', 'exec', name, file, ...args], { reject: false, input: options.input ?? '', stripFinalNewline: false });
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Throws with the program's stderr when a run failed; returns the result otherwise. */
+export function checkInNamespace(name: string, result: RunResult, file: string, args: readonly string[]): RunResult {
+  if (result.exitCode !== 0) {
+    throw new Error(`${file} ${args.join(' ')} failed in ${name} (exit ${String(result.exitCode)}): ${result.stderr.trim()}`);
+  }
+  return result;
+}
+
 export class NetworkNamespace {
   readonly name: string;
   #deleted = false;
@@ -49,21 +63,12 @@ export class NetworkNamespace {
   /** Runs a program inside the namespace; a non-zero exit is returned, not thrown. */
   async run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     if (this.#deleted) throw new Error(`Network namespace ${this.name} was already deleted`);
-    const result = await execa('ip', ['netns', 'exec', this.name, file, ...args], {
-      reject: false,
-      input: options.input ?? '',
-      stripFinalNewline: false,
-    });
-    return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+    return runInNamespace(this.name, file, args, options);
   }
 
   /** Like run(), but throws with the program's stderr when it fails. */
   async check(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const result = await this.run(file, args, options);
-    if (result.exitCode !== 0) {
-      throw new Error(`${file} ${args.join(' ')} failed in ${this.name} (exit ${String(result.exitCode)}): ${result.stderr.trim()}`);
-    }
-    return result;
+    return checkInNamespace(this.name, await this.run(file, args, options), file, args);
   }
 
   /** Deletes the namespace; safe to call twice. */

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { execa } from 'execa';
-import type { RunOptions, RunResult } from '../netns.ts';
+import { checkInNamespace, runInNamespace, type RunOptions, type RunResult } from '../netns.ts';
 import type { BurstReport, BurstSpec, EchoAnswer, HoldEvent, HoldSpec } from './protocol.ts';
 
 export const TESTBED_PREFIX = 'kpxd-';
@@ -36,17 +36,12 @@ export class Namespace {
 
   /** Runs a program inside the namespace; a non-zero exit is returned, not thrown. */
   async run(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const result = await execa('ip', ['netns', 'exec', this.name, file, ...args], { reject: false, input: options.input ?? '', stripFinalNewline: false });
-    return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+    return runInNamespace(this.name, file, args, options);
   }
 
   /** Like run(), but throws with the program's stderr when it fails. */
   async check(file: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    const result = await this.run(file, args, options);
-    if (result.exitCode !== 0) {
-      throw new Error(`${file} ${args.join(' ')} failed in ${this.name} (exit ${String(result.exitCode)}): ${result.stderr.trim()}`);
-    }
-    return result;
+    return checkInNamespace(this.name, await this.run(file, args, options), file, args);
   }
 
   /** `ip -n NAME ARGS` (iproute2 switches namespace itself). */
