@@ -105,14 +105,6 @@ export function isBuiltinChain(table: TableName, chain: string): boolean {
   return BUILTIN_CHAINS[table].includes(chain);
 }
 
-export function findTable(ruleset: Ruleset, name: TableName): Table | undefined {
-  return ruleset.tables.find((t) => t.name === name);
-}
-
-export function findChain(table: Table | undefined, name: string): Chain | undefined {
-  return table?.chains.find((c) => c.name === name);
-}
-
 /** The chain a rule passes control to, if any. */
 export function targetChain(target: Target): string | undefined {
   return target.kind === 'jump' || target.kind === 'goto' ? target.chain : undefined;

@@ -26,8 +26,6 @@ export interface ClusterState {
   readonly proxyConfigurations: readonly SourcedObject[];
 }
 
-export const EMPTY_CLUSTER_STATE: ClusterState = { services: [], endpointSlices: [], nodes: [], proxyConfigurations: [] };
-
 const KINDS = {
   Service: { apiVersion: 'v1', bucket: 'services' },
   EndpointSlice: { apiVersion: 'discovery.k8s.io/v1', bucket: 'endpointSlices' },

@@ -2,7 +2,7 @@
  * Ruleset → Ruleset differences, chain by chain, in canonical form: what a node holds compared
  * with what kpx wants there (drift), or what a sync must rewrite.
  */
-import { renderRuleset, ruleText } from '../compile/render.ts';
+import { ruleText } from '../compile/render.ts';
 import type { Chain, Ruleset, TableName } from '../compile/ruleset.ts';
 import { normalizeRuleset } from '../sim/normalize.ts';
 
@@ -59,9 +59,4 @@ export function formatChainDifference(c: ChainDifference): string {
   const lines = [head, ...c.onlyDesired.map((r) => `  - ${r}`), ...c.onlyActual.map((r) => `  + ${r}`)];
   if (c.kind === 'changed' && c.onlyDesired.length === 0 && c.onlyActual.length === 0) lines.push('  (same rules, different order)');
   return lines.join('\n');
-}
-
-/** Renders a ruleset's canonical form (useful to diff by eye). */
-export function canonicalText(ruleset: Ruleset): string {
-  return renderRuleset(normalizeRuleset(ruleset));
 }

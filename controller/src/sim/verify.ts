@@ -13,7 +13,7 @@ import type { CompiledFamily, CompiledServicePort } from '../compile/compile.ts'
 import { standaloneRuleset } from '../compile/render.ts';
 import type { Ruleset } from '../compile/ruleset.ts';
 import type { Endpoint, FamilyModel, ServicePort } from '../model/proxy-model.ts';
-import { cidrContains, formatIP, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
+import { cidrContains, cidrLiteral, formatIP, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
 import { SimulationError, type EngineContext } from './engine.ts';
 import { traceNewConnection, type Outcome } from './netfilter.ts';
 import { isLocalAddress, type NodeNetwork, type SimProtocol } from './packet.ts';
@@ -94,13 +94,16 @@ interface Setup {
   readonly externals: readonly IPAddress[];
 }
 
+/** A pod range for clients when the node's is unknown (no cluster CIDR detector). */
+const podFallback = (v4: boolean): CIDR => cidrLiteral(v4 ? '10.250.0.0/16' : 'fd00:250::/64');
+
 function setupFor(model: FamilyModel): Setup {
   const node = model.node;
   const family = model.family;
   const v4 = family === 'IPv4';
   const nodeIP = node.primaryIP === undefined ? ipOf(v4 ? '192.0.2.1' : '2001:db8::1') : ipOf(node.primaryIP);
   const podRange =
-    node.detector.kind === 'cidr' ? (parseCIDR(node.detector.cidr) ?? ipRangeFallback(v4)) : ipRangeFallback(v4);
+    node.detector.kind === 'cidr' ? (parseCIDR(node.detector.cidr) ?? podFallback(v4)) : podFallback(v4);
   const podIface = node.detector.kind === 'interface' ? (node.detector.name.endsWith('+') ? `${node.detector.name.slice(0, -1)}0` : node.detector.name) : POD_IFACE;
   // Client addresses must not collide with endpoints (compared as canonical text: no parsing).
   const endpointIPs = new Set<string>();
@@ -136,12 +139,6 @@ function setupFor(model: FamilyModel): Setup {
     remotePod,
     externals,
   };
-}
-
-function ipRangeFallback(v4: boolean): CIDR {
-  const c = parseCIDR(v4 ? '10.250.0.0/16' : 'fd00:250::/64');
-  if (c === undefined) throw new SimulationError('bad fallback range');
-  return c;
 }
 
 function detectedLocal(model: FamilyModel, ip: IPAddress, inIface: string | undefined): boolean {
