@@ -6,6 +6,6 @@ if (major < 24) {
   process.exit(2);
 }
 const { runCli, processIO } = await import('../src/cli/main.ts');
-const code = runCli(process.argv.slice(2), processIO);
+const code = await runCli(process.argv.slice(2), processIO);
 // Let stdout drain before exiting (large rulesets are written in one go).
 process.exitCode = code;

@@ -10,6 +10,7 @@ import { previewCommand } from './preview.ts';
 import { traceCommand } from './trace.ts';
 import { verifyCommand } from './verify.ts';
 import { diffCommand } from './diff.ts';
+import { runCommand } from './run.ts';
 
 const USAGE = `Usage: kpx <command> [options]
 
@@ -18,12 +19,12 @@ Commands:
   trace     trace a packet through the rules, with exact probabilities
   verify    prove compiled rules, or check a node's dump against the desired state
   diff      which Service frontends behave differently between two states or dumps
-  run       the node agent                              (not available yet)
+  run       the node agent: keep this node's rules right
 
 Run "kpx <command> --help" for a command's options.
 `;
 
-export function runCli(argv: readonly string[], io: CommandIO): number {
+export async function runCli(argv: readonly string[], io: CommandIO): Promise<number> {
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -42,8 +43,7 @@ export function runCli(argv: readonly string[], io: CommandIO): number {
       case 'diff':
         return diffCommand(rest, io);
       case 'run':
-        io.stderr(`kpx: ${command} is not available in this version yet\n`);
-        return 2;
+        return await runCommand(rest, io);
       default:
         io.stderr(`kpx: unknown command "${command}"\n${USAGE}`);
         return 2;

@@ -116,6 +116,11 @@ export function ruleText(r: Rule): string {
   return [...r.clauses.flatMap(clauseWords), ...targetWords(r.target)].join(' ');
 }
 
+/** A rule's words as program arguments (no shell, so comments stay one unquoted word). */
+export function ruleArgv(r: Rule): string[] {
+  return [...r.clauses.flatMap((c) => (c.kind === 'comment' ? ['-m', 'comment', '--comment', c.text] : clauseWords(c))), ...targetWords(r.target)];
+}
+
 /** A full `-A CHAIN ...` line. */
 export function ruleLine(chain: string, r: Rule): string {
   const text = ruleText(r);

@@ -1,0 +1,455 @@
+/**
+ * The sync at the heart of `kpx run`: tracked objects → models → compile → verify (the gate) →
+ * plan → iptables-restore → bookkeeping, per IP family (DESIGN.md architecture, reference §4).
+ *
+ * The proxier knows nothing about the apiserver or HTTP: the agent feeds it object changes and
+ * observes what it does through a ProxierObserver (metrics, health, status, events).
+ */
+import { createHash } from 'node:crypto';
+import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
+import { ruleArgv } from '../compile/render.ts';
+import type { TableName } from '../compile/ruleset.ts';
+import { staleFlows, type Conntrack } from '../dataplane/conntrack.ts';
+import type { Iptables } from '../dataplane/iptables.ts';
+import { ChangeTracker } from '../kube/trackers.ts';
+import { buildProxyModels, type ProxyModels } from '../model/cluster.ts';
+import type { ProxyConfigOverrides } from '../model/config.ts';
+import type { SourcedObject } from '../model/documents.ts';
+import type { JsonObject } from '../model/fields.ts';
+import type { IPFamily } from '../model/ip.ts';
+import { formatProblem } from '../model/problem.ts';
+import type { FamilyModel } from '../model/proxy-model.ts';
+import { detectDrift, planFull, planPartial, PLAN_TABLES, type AppliedState, type KernelDump, type SyncPlan } from '../plan/plan.ts';
+import { servingEndpointsOf } from '../sim/conntrack.ts';
+import { formatViolation, verifyCompiled } from '../sim/verify.ts';
+import type { Clock } from './clock.ts';
+import { injectFaults } from './faults.ts';
+import type { Logger } from './log.ts';
+
+/** kpx's canary chain: created in mangle, nat and filter; gone means someone flushed the tables. */
+export const CANARY_CHAIN = 'KPX-CANARY';
+const CANARY_TABLES: readonly TableName[] = ['mangle', 'nat', 'filter'];
+
+/** kube-proxy's FullSyncPeriod: a full sync at least once an hour. */
+export const FULL_SYNC_PERIOD_MS = 3_600_000;
+
+export type SyncKind = 'full' | 'partial';
+
+export interface FamilySyncReport {
+  readonly family: IPFamily;
+  readonly kind: SyncKind;
+  readonly durationMs: number;
+  readonly verifyMs: number;
+  readonly checks: number;
+  readonly ruleCounts: Readonly<Record<'filter' | 'nat', number>>;
+  readonly writtenChains: readonly string[];
+  readonly deletedChains: readonly string[];
+  /** Tables replaced whole (a full sync with many differing chains). */
+  readonly replacedTables: readonly string[];
+  readonly payloadBytes: number;
+  readonly rulesetHash: string;
+  readonly noLocalEndpoints: { readonly internal: number; readonly external: number };
+}
+
+export interface SyncSummary {
+  readonly kind: SyncKind;
+  readonly durationMs: number;
+  readonly families: readonly FamilySyncReport[];
+  readonly services: number;
+  readonly servicePorts: number;
+  readonly endpoints: number;
+  /** `namespace/name` → healthCheckNodePort, for the health-check servers. */
+  readonly healthCheckNodePorts: ReadonlyMap<string, number>;
+  /** `namespace/name` → local ready endpoints (distinct IPs). */
+  readonly localEndpoints: ReadonlyMap<string, number>;
+  /** Trigger times (ms) of the changes this sync applied (network programming latency). */
+  readonly triggerTimes: readonly number[];
+}
+
+export type FailureStage = 'verify' | 'restore' | 'read';
+
+export interface ProxierObserver {
+  synced?(summary: SyncSummary): void;
+  familyFailed?(family: IPFamily, stage: FailureStage, kind: SyncKind, message: string, violations: readonly string[]): void;
+  drift?(family: IPFamily, reason: 'canary' | 'readback', detail: string): void;
+  conntrackCleaned?(family: IPFamily, deleted: number, durationMs: number): void;
+  changesPending?(services: number, endpointSlices: number): void;
+}
+
+export interface FamilyDataplane {
+  readonly iptables: Pick<Iptables, 'restore' | 'save' | 'ensureChain' | 'ensureRule' | 'chainExists'>;
+}
+
+export interface ProxierOptions {
+  /** Flags and the KubeProxyConfiguration file's objects. */
+  readonly overrides: ProxyConfigOverrides;
+  readonly configObjects: readonly SourcedObject[];
+  readonly dataplane: (family: IPFamily) => FamilyDataplane;
+  readonly conntrack?: Pick<Conntrack, 'listUdp' | 'deleteFlows'>;
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly observer?: ProxierObserver;
+  /** Compute, verify and report, but never touch the node. */
+  readonly dryRun?: boolean;
+  /** Test hook: honour `kpx.dev/test-fault` annotations (see faults.ts). */
+  readonly faultInjection?: boolean;
+  /** Full syncs replace a table when more existing chains than this differ (default: the planner's). */
+  readonly replaceThreshold?: number;
+}
+
+/** Thrown by a failed sync; the runner retries (as a full sync). */
+export class SyncError extends Error {
+  readonly stage: FailureStage;
+  constructor(stage: FailureStage, message: string) {
+    super(message);
+    this.name = 'SyncError';
+    this.stage = stage;
+  }
+}
+
+const TRIGGER_ANNOTATION = 'endpoints.kubernetes.io/last-change-trigger-time';
+
+function union<T>(...sets: readonly ReadonlySet<T>[]): Set<T> {
+  const out = new Set<T>();
+  for (const s of sets) for (const v of s) out.add(v);
+  return out;
+}
+
+function hashApplied(applied: AppliedState): string {
+  const h = createHash('sha256');
+  for (const table of PLAN_TABLES) {
+    for (const [name, text] of applied[table]) {
+      h.update(`${table}\u0000${name}\u0000`);
+      h.update(text);
+      h.update('\u0001');
+    }
+  }
+  return h.digest('hex').slice(0, 16);
+}
+
+export class Proxier {
+  readonly #o: ProxierOptions;
+  readonly #services = new ChangeTracker('Service');
+  readonly #slices = new ChangeTracker('EndpointSlice');
+  #node: JsonObject | undefined;
+  #servicesSynced = false;
+  #slicesSynced = false;
+  #nodeSynced = false;
+  #needFullSync = true;
+  #lastFullSync: number | undefined;
+  readonly #applied = new Map<IPFamily, AppliedState>();
+  readonly #lastCompiled = new Map<IPFamily, CompiledFamily>();
+  #reportedProblems = new Set<string>();
+  /** Changed services not yet applied (kept across failures so the retry still sees them). */
+  #pendingServices = new Set<string>();
+  #pendingTriggers: number[] = [];
+  #busy: Promise<unknown> = Promise.resolve();
+  #canariesReady = new Set<IPFamily>();
+
+  constructor(options: ProxierOptions) {
+    this.#o = options;
+  }
+
+  /** Both Services and EndpointSlices (and the Node) have synced: syncing may begin. */
+  get ready(): boolean {
+    return this.#servicesSynced && this.#slicesSynced && this.#nodeSynced;
+  }
+
+  get needFullSync(): boolean {
+    return this.#needFullSync;
+  }
+
+  /** What kpx last applied per family (for tests and drift checks). */
+  applied(family: IPFamily): AppliedState | undefined {
+    return this.#applied.get(family);
+  }
+
+  lastCompiled(family: IPFamily): CompiledFamily | undefined {
+    return this.#lastCompiled.get(family);
+  }
+
+  /** Returns true when the change is real (the caller then asks the runner for a sync). */
+  onServiceChange(previous: JsonObject | undefined, current: JsonObject | undefined): boolean {
+    const pending = this.#services.update(previous, current);
+    this.#reportPending();
+    return pending;
+  }
+
+  onEndpointSliceChange(previous: JsonObject | undefined, current: JsonObject | undefined): boolean {
+    const pending = this.#slices.update(previous, current);
+    const trigger = current?.metadata !== undefined ? (current.metadata as { annotations?: Record<string, unknown> }).annotations?.[TRIGGER_ANNOTATION] : undefined;
+    if (typeof trigger === 'string') {
+      const t = Date.parse(trigger);
+      if (Number.isFinite(t)) this.#pendingTriggers.push(t);
+    }
+    this.#reportPending();
+    return pending;
+  }
+
+  /** The agent's own Node; a change of labels or addresses needs a full sync. Returns true if it did change. */
+  onNodeChange(node: JsonObject | undefined): boolean {
+    const before = JSON.stringify({ l: (this.#node?.metadata as JsonObject | undefined)?.labels, s: (this.#node?.status as JsonObject | undefined)?.addresses, p: this.#node?.spec });
+    const after = JSON.stringify({ l: (node?.metadata as JsonObject | undefined)?.labels, s: (node?.status as JsonObject | undefined)?.addresses, p: node?.spec });
+    this.#node = node;
+    if (before === after) return false;
+    this.#needFullSync = true;
+    return true;
+  }
+
+  setSynced(what: 'services' | 'endpointSlices' | 'node'): void {
+    if (what === 'services') this.#servicesSynced = true;
+    else if (what === 'endpointSlices') this.#slicesSynced = true;
+    else this.#nodeSynced = true;
+  }
+
+  /** Forces the next sync to be a full one (after drift, a failure, or a node change). */
+  forceFullSync(): void {
+    this.#needFullSync = true;
+  }
+
+  #reportPending(): void {
+    this.#o.observer?.changesPending?.(this.#services.pending, this.#slices.pending);
+  }
+
+  /** Serialises syncs and drift checks. */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#busy.then(fn, fn);
+    this.#busy = run.catch(() => undefined);
+    return run;
+  }
+
+  #models(): ProxyModels {
+    const source = 'apiserver';
+    const wrap = (object: JsonObject): SourcedObject => ({ source, object });
+    const models = buildProxyModels(
+      {
+        services: this.#services.objects().map(wrap),
+        endpointSlices: this.#slices.objects().map(wrap),
+        nodes: this.#node === undefined ? [] : [wrap({ apiVersion: 'v1', kind: 'Node', ...this.#node })],
+        proxyConfigurations: this.#o.configObjects,
+      },
+      { overrides: this.#o.overrides },
+    );
+    const seen = new Set<string>();
+    for (const p of models.problems) {
+      if (p.kind === 'note') continue;
+      const line = formatProblem(p);
+      seen.add(line);
+      if (!this.#reportedProblems.has(line)) this.#o.log.warn(p.kind === 'invalid' ? 'object not used' : 'object ignored', { problem: line });
+    }
+    this.#reportedProblems = seen;
+    return models;
+  }
+
+  /** One sync of every family. Rejects (SyncError) when a family could not be verified or applied. */
+  sync(): Promise<SyncSummary | undefined> {
+    return this.#exclusive(() => this.#sync());
+  }
+
+  async #sync(): Promise<SyncSummary | undefined> {
+    if (!this.ready) return undefined;
+    const clock = this.#o.clock;
+    const start = clock.now();
+    const drained = union(this.#services.drain().updatedServices, this.#slices.drain().updatedServices);
+    this.#reportPending();
+    const changed = union(this.#pendingServices, drained);
+    this.#pendingServices = changed;
+    const triggers = this.#pendingTriggers;
+    const full = this.#needFullSync || this.#lastFullSync === undefined || start - this.#lastFullSync > FULL_SYNC_PERIOD_MS;
+    const kind: SyncKind = full ? 'full' : 'partial';
+    const models = this.#models();
+    const reports: FamilySyncReport[] = [];
+    let failure: SyncError | undefined;
+    for (const model of models.families) {
+      try {
+        reports.push(await this.#syncFamily(model, kind, changed));
+      } catch (error) {
+        const e = error instanceof SyncError ? error : new SyncError('restore', (error as Error).message);
+        failure ??= e;
+      }
+    }
+    if (failure !== undefined) {
+      this.#needFullSync = true;
+      throw failure;
+    }
+    this.#needFullSync = false;
+    if (kind === 'full') this.#lastFullSync = start;
+    this.#pendingServices = new Set();
+    this.#pendingTriggers = this.#pendingTriggers.slice(triggers.length);
+    const summary = this.#summary(models, kind, clock.now() - start, reports, triggers);
+    this.#o.observer?.synced?.(summary);
+    if (this.#o.conntrack !== undefined && !this.#o.dryRun) await this.#cleanConntrack(models, changed);
+    return summary;
+  }
+
+  async #syncFamily(model: FamilyModel, kind: SyncKind, changed: ReadonlySet<string>): Promise<FamilySyncReport> {
+    const clock = this.#o.clock;
+    const start = clock.now();
+    const family = model.family;
+    const fail = (stage: FailureStage, message: string, violations: readonly string[] = []): SyncError => {
+      this.#o.observer?.familyFailed?.(family, stage, kind, message, violations);
+      this.#o.log.error('sync failed', { family, stage, kind, error: message, violations: violations.slice(0, 20) });
+      return new SyncError(stage, `${family}: ${message}`);
+    };
+    let compiled = compileFamily(model);
+    if (this.#o.faultInjection === true) compiled = injectFaults(compiled, this.#services.objects());
+
+    // The gate: a partial sync proves what changed; a full sync proves everything.
+    const verifyStart = clock.now();
+    const only = kind === 'partial' ? new Set(compiled.servicePorts.filter((sp) => changed.has(`${sp.servicePort.namespace}/${sp.servicePort.serviceName}`)).map((sp) => sp.servicePort.key)) : undefined;
+    const report = verifyCompiled(compiled, only === undefined ? {} : { only });
+    const verifyMs = clock.now() - verifyStart;
+    if (report.violations.length > 0) {
+      // Service-port violations first: they name what an operator changed.
+      const lines = [...report.violations.filter((v) => v.servicePort !== 'ruleset'), ...report.violations.filter((v) => v.servicePort === 'ruleset')].map(formatViolation);
+      throw fail('verify', `${String(lines.length)} verification violation(s); keeping the last good rules: ${lines[0] ?? ''}`, lines);
+    }
+
+    const dp = this.#o.dataplane(family);
+    const previous = this.#applied.get(family);
+    let plan: SyncPlan;
+    if (kind === 'partial' && previous !== undefined) {
+      plan = planPartial({ compiled, previous, changedServices: changed });
+    } else {
+      let kernel: KernelDump;
+      try {
+        kernel = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
+      } catch (error) {
+        throw fail('read', (error as Error).message);
+      }
+      plan = planFull({ compiled, kernel, ...(this.#o.replaceThreshold === undefined ? {} : { replaceThreshold: this.#o.replaceThreshold }) });
+    }
+
+    let payloadBytes = plan.noflushPayload.length;
+    for (const p of plan.replacePayloads.values()) payloadBytes += p.length;
+    if (this.#o.dryRun !== true) {
+      try {
+        for (const [table, text] of plan.replacePayloads) await dp.iptables.restore(text, { noflush: false, table });
+        if (plan.noflushPayload !== '') await dp.iptables.restore(plan.noflushPayload, { noflush: true });
+        if (plan.kind === 'full') await this.#ensureJumps(compiled, dp);
+      } catch (error) {
+        throw fail('restore', (error as Error).message);
+      }
+    }
+    this.#applied.set(family, plan.applied);
+    this.#lastCompiled.set(family, compiled);
+    const written = plan.tables.flatMap((t) => t.written);
+    const deleted = plan.tables.flatMap((t) => t.deleted);
+    const durationMs = clock.now() - start;
+    this.#o.log.info('synced', { family, kind, durationMs, verifyMs, checks: report.checks, writtenChains: written.length, deletedChains: deleted.length, payloadBytes, replaced: [...plan.replacePayloads.keys()] });
+    return {
+      family,
+      kind,
+      durationMs,
+      verifyMs,
+      checks: report.checks,
+      ruleCounts: plan.ruleCounts,
+      writtenChains: written,
+      deletedChains: deleted,
+      replacedTables: [...plan.replacePayloads.keys()],
+      payloadBytes,
+      rulesetHash: hashApplied(plan.applied),
+      noLocalEndpoints: compiled.noLocalEndpoints,
+    };
+  }
+
+  /** Jump rules from the built-in chains (reference §1.2) and the canaries; full syncs only. */
+  async #ensureJumps(compiled: CompiledFamily, dp: FamilyDataplane): Promise<void> {
+    for (const j of compiled.jumps) {
+      const target = j.rule.target.kind === 'jump' ? j.rule.target.chain : undefined;
+      if (target !== undefined) await dp.iptables.ensureChain(j.table, target);
+      await dp.iptables.ensureRule('prepend', j.table, j.chain, ruleArgv(j.rule));
+    }
+    for (const table of CANARY_TABLES) await dp.iptables.ensureChain(table, CANARY_CHAIN);
+    this.#canariesReady.add(compiled.family);
+  }
+
+  #summary(models: ProxyModels, kind: SyncKind, durationMs: number, families: readonly FamilySyncReport[], triggers: readonly number[]): SyncSummary {
+    const primary = models.families[0];
+    const healthCheckNodePorts = new Map<string, number>();
+    const localEndpoints = new Map<string, number>();
+    let endpoints = 0;
+    if (primary !== undefined) {
+      for (const sp of primary.servicePorts) {
+        const eps = primary.endpoints.get(sp.key) ?? [];
+        endpoints += eps.length;
+        if (sp.healthCheckNodePort === 0) continue;
+        const name = `${sp.namespace}/${sp.serviceName}`;
+        healthCheckNodePorts.set(name, sp.healthCheckNodePort);
+        localEndpoints.set(name, new Set(eps.filter((e) => e.isLocal && e.ready).map((e) => e.ip)).size);
+      }
+    }
+    return {
+      kind,
+      durationMs,
+      families,
+      services: models.serviceCount,
+      servicePorts: primary?.servicePorts.length ?? 0,
+      endpoints,
+      healthCheckNodePorts,
+      localEndpoints,
+      triggerTimes: triggers,
+    };
+  }
+
+  /** Deletes UDP conntrack entries whose reply source no longer serves (reference §5, reconciler). */
+  async #cleanConntrack(models: ProxyModels, changed: ReadonlySet<string>): Promise<void> {
+    const conntrack = this.#o.conntrack;
+    if (conntrack === undefined) return;
+    for (const model of models.families) {
+      const touchesUdp = model.servicePorts.some((sp) => sp.protocol === 'UDP' && changed.has(`${sp.namespace}/${sp.serviceName}`));
+      const hadUdp = [...(this.#lastUdpServices.get(model.family) ?? [])].some((s) => changed.has(s));
+      this.#lastUdpServices.set(model.family, new Set(model.servicePorts.filter((sp) => sp.protocol === 'UDP').map((sp) => `${sp.namespace}/${sp.serviceName}`)));
+      if (!touchesUdp && !hadUdp) continue;
+      const start = this.#o.clock.now();
+      try {
+        const stale = staleFlows(await conntrack.listUdp(model.family), servingEndpointsOf(model));
+        let deleted = 0;
+        const done = new Set<string>();
+        for (const f of stale) {
+          const key = `${f.origDst}|${String(f.origDport)}|${f.replySrc}`;
+          if (done.has(key)) continue;
+          done.add(key);
+          deleted += await conntrack.deleteFlows(model.family, { origDst: f.origDst, origDport: f.origDport, replySrc: f.replySrc });
+        }
+        this.#o.observer?.conntrackCleaned?.(model.family, deleted, this.#o.clock.now() - start);
+        if (deleted > 0) this.#o.log.info('deleted stale UDP conntrack entries', { family: model.family, deleted });
+      } catch (error) {
+        this.#o.log.warn('conntrack cleanup failed', { family: model.family, error: (error as Error).message });
+      }
+    }
+  }
+
+  readonly #lastUdpServices = new Map<IPFamily, Set<string>>();
+
+  /**
+   * Drift check (every sync period): the canary tells a table flush cheaply; a read-back of kpx's
+   * chains tells edits. Either forces a full sync; returns whether drift was found.
+   */
+  checkDrift(): Promise<boolean> {
+    return this.#exclusive(async () => {
+      let drifted = false;
+      for (const [family, applied] of this.#applied) {
+        if (this.#o.dryRun === true || !this.#canariesReady.has(family)) continue;
+        const dp = this.#o.dataplane(family);
+        if (!(await dp.iptables.chainExists('mangle', CANARY_CHAIN))) {
+          drifted = true;
+          this.#canariesReady.delete(family);
+          this.#o.observer?.drift?.(family, 'canary', `chain ${CANARY_CHAIN} is gone from the mangle table`);
+          this.#o.log.warn('drift: canary chain gone, tables were flushed', { family });
+          continue;
+        }
+        const kernel: KernelDump = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
+        const drift = detectDrift(family, applied, kernel);
+        if (drift.length > 0) {
+          drifted = true;
+          const detail = drift.map((d) => `${d.table}: ${d.chains.slice(0, 5).join(', ')}${d.chains.length > 5 ? ` and ${String(d.chains.length - 5)} more` : ''}`).join('; ');
+          this.#o.observer?.drift?.(family, 'readback', detail);
+          this.#o.log.warn('drift: kpx chains differ from what was applied', { family, detail });
+        }
+      }
+      if (drifted) this.#needFullSync = true;
+      return drifted;
+    });
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * `kpx run`: the node agent (DESIGN.md, "The CLI contract"). In-cluster config by default;
+ * `--dry-run` computes, verifies and reports without touching iptables; `--cleanup` removes
+ * everything kpx owns and exits.
+ */
+import { parseArgs } from 'node:util';
+import { runAgent } from '../agent/agent.ts';
+import { isLogLevel, jsonLogger } from '../agent/log.ts';
+import { KubeconfigError } from '../kube/kubeconfig.ts';
+import { parseDuration } from '../model/config.ts';
+import { PROXY_OPTIONS, proxyOverrides, UsageError, type ProxyFlagValues } from './args.ts';
+import type { CommandIO } from './io.ts';
+
+const { file: _file, output: _output, ...PROXY_FLAGS } = PROXY_OPTIONS;
+
+const RUN_OPTIONS = {
+  ...PROXY_FLAGS,
+  kubeconfig: { type: 'string' },
+  config: { type: 'string' },
+  'hostname-override': { type: 'string' },
+  'apiserver-host': { type: 'string' },
+  'apiserver-port': { type: 'string' },
+  'dry-run': { type: 'boolean' },
+  cleanup: { type: 'boolean' },
+  'healthz-bind-address': { type: 'string' },
+  'metrics-bind-address': { type: 'string' },
+  'min-sync-period': { type: 'string' },
+  'sync-period': { type: 'string' },
+  'log-level': { type: 'string' },
+  'enable-fault-injection': { type: 'boolean' },
+} as const;
+
+const RUN_USAGE = `Usage: kpx run [options]
+
+Runs the node agent: watches Services, EndpointSlices and this Node, and keeps the node's
+iptables rules right, proving every ruleset before applying it. Rules stay in place on exit.
+
+Options:
+  --kubeconfig FILE            kubeconfig (default: in-cluster service account)
+  --apiserver-host HOST        override the API server address (clusters without a working
+  --apiserver-port PORT          "kubernetes" Service, e.g. kind with kubeProxyMode none)
+  --config FILE                a KubeProxyConfiguration (flags override it)
+  --hostname-override NAME     this node's name (default: $NODE_NAME, then the host name)
+  --min-sync-period DURATION   coalesce changes for this long (default 1s)
+  --sync-period DURATION       retry and drift-check interval (default 30s)
+  --healthz-bind-address ADDR  default 0.0.0.0:10256
+  --metrics-bind-address ADDR  default 127.0.0.1:10249
+  --log-level LEVEL            debug, info, warn or error (default info)
+  --dry-run                    compute, verify and report, never touch iptables
+  --cleanup                    remove every rule and chain kpx owns, then exit
+  --cluster-cidr, --detect-local-mode, --masquerade-all, --masquerade-bit, --nodeport-addresses,
+  --localhost-nodeports, --service-proxy-name, --ip-family, ...: as in "kpx preview --help"
+`;
+
+function duration(flag: string, text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const ms = parseDuration(text);
+  if (ms === undefined) throw new UsageError(`--${flag} "${text}" is not a duration like "1s" or "30s"`);
+  return ms;
+}
+
+/** Resolves with the name of the first termination signal. */
+function stopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: NodeJS.Signals): void => {
+      process.off('SIGTERM', on);
+      process.off('SIGINT', on);
+      resolve(signal);
+    };
+    process.on('SIGTERM', on);
+    process.on('SIGINT', on);
+  });
+}
+
+export async function runCommand(args: readonly string[], io: CommandIO): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...args], options: { ...RUN_OPTIONS, help: { type: 'boolean', short: 'h' } }, allowPositionals: false, strict: true });
+  } catch (error) {
+    throw new UsageError((error as Error).message.split('\n')[0] ?? 'invalid arguments', { cause: error });
+  }
+  const v = parsed.values;
+  if (v.help === true) {
+    io.stdout(RUN_USAGE);
+    return 0;
+  }
+  const level = v['log-level'] ?? 'info';
+  if (!isLogLevel(level)) throw new UsageError(`--log-level "${level}" is not one of debug, info, warn, error`);
+  const overrides = proxyOverrides(v as unknown as ProxyFlagValues);
+  const node = v['hostname-override'];
+  if (node !== undefined) overrides.nodeName = node;
+  const minSync = duration('min-sync-period', v['min-sync-period']);
+  if (minSync !== undefined) overrides.minSyncPeriodMs = minSync;
+  const sync = duration('sync-period', v['sync-period']);
+  if (sync !== undefined) {
+    if (sync <= 0) throw new UsageError('--sync-period must be greater than 0');
+    overrides.syncPeriodMs = sync;
+  }
+  const port = v['apiserver-port'];
+  if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) throw new UsageError(`--apiserver-port "${port}" is not a port number`);
+  const log = jsonLogger({ level, write: io.stderr });
+  try {
+    return await runAgent({
+      ...(v.kubeconfig === undefined ? {} : { kubeconfigPath: v.kubeconfig }),
+      ...(v['apiserver-host'] === undefined ? {} : { apiServerHost: v['apiserver-host'] }),
+      ...(port === undefined ? {} : { apiServerPort: Number(port) }),
+      ...(v.config === undefined ? {} : { configFile: v.config }),
+      overrides,
+      dryRun: v['dry-run'] === true,
+      cleanup: v.cleanup === true,
+      healthzBindAddress: v['healthz-bind-address'] ?? '0.0.0.0:10256',
+      metricsBindAddress: v['metrics-bind-address'] ?? '127.0.0.1:10249',
+      faultInjection: v['enable-fault-injection'] === true,
+      log,
+      stopSignal: stopSignal(),
+    });
+  } catch (error) {
+    if (error instanceof KubeconfigError) throw new UsageError(error.message, { cause: error });
+    log.error('kpx stopped', { error: (error as Error).message });
+    return 1;
+  }
+}

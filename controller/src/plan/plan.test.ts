@@ -1,0 +1,120 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
+import { renderSave } from '../compile/render.ts';
+import { buildProxyModels, classifyObjects } from '../model/cluster.ts';
+import { decodeDocuments, type SourcedObject } from '../model/documents.ts';
+import { detectDrift, planFull, planPartial, type KernelDump } from './plan.ts';
+
+const EXAMPLE = decodeDocuments(readFileSync(new URL('../../../examples/cluster.yaml', import.meta.url), 'utf8'), 'example');
+
+function compile(objects: readonly SourcedObject[]): CompiledFamily {
+  const { state } = classifyObjects(objects);
+  const family = buildProxyModels(state, { overrides: { nodeName: 'node-a', ipFamily: 'IPv4' } }).families[0];
+  if (family === undefined) throw new Error('no family');
+  return compileFamily(family);
+}
+
+/** The example with shop/frontend's first IPv4 endpoint removed. */
+function withoutFirstFrontendEndpoint(): SourcedObject[] {
+  return EXAMPLE.map((o) => {
+    const meta = o.object.metadata as { name?: string } | undefined;
+    if (o.object.kind !== 'EndpointSlice' || meta?.name !== 'frontend-v4') return o;
+    const copy = structuredClone(o.object) as { endpoints: unknown[] };
+    return { ...o, object: { ...copy, endpoints: copy.endpoints.slice(1) } };
+  });
+}
+
+/** A dump as the node would print it: each table of renderSave, as `iptables-save -t T`. */
+function dumpOf(compiled: CompiledFamily): KernelDump {
+  const text = renderSave(compiled);
+  const table = (name: string): string => {
+    const start = text.indexOf(`*${name}\n`);
+    return text.slice(start, text.indexOf('COMMIT\n', start) + 'COMMIT\n'.length);
+  };
+  return { filter: table('filter'), nat: table('nat') };
+}
+
+const EMPTY: KernelDump = { filter: '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', nat: '*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n' };
+
+describe('planFull', () => {
+  it('writes every chain into an empty node', () => {
+    const compiled = compile(EXAMPLE);
+    const plan = planFull({ compiled, kernel: EMPTY });
+    const chains = compiled.ruleset.tables.flatMap((t) => t.chains.map((c) => c.name));
+    expect(plan.tables.flatMap((t) => t.written).sort()).toEqual([...chains].sort());
+    expect(plan.noflushPayload).toContain(':KUBE-SERVICES - [0:0]');
+    expect(plan.replacePayloads.size).toBe(0);
+  });
+
+  it('writes nothing when the node already holds exactly the desired chains', () => {
+    const compiled = compile(EXAMPLE);
+    const plan = planFull({ compiled, kernel: dumpOf(compiled) });
+    expect(plan.noflushPayload).toBe('');
+    expect(plan.tables.flatMap((t) => [...t.written, ...t.deleted])).toEqual([]);
+  });
+
+  it('rewrites only the differing chains and deletes the stale one', () => {
+    const before = compile(EXAMPLE);
+    const after = compile(withoutFirstFrontendEndpoint());
+    const plan = planFull({ compiled: after, kernel: dumpOf(before) });
+    const nat = plan.tables.find((t) => t.table === 'nat');
+    expect(nat?.deleted).toHaveLength(1);
+    expect(nat?.deleted[0]).toMatch(/^KUBE-SEP-/);
+    expect(nat?.written.length).toBeGreaterThan(0);
+    expect(nat?.written.every((c) => /^KUBE-(SVC|EXT|SVL)-/.test(c))).toBe(true);
+    expect(plan.noflushPayload).toContain(`-X ${nat?.deleted[0] ?? ''}`);
+  });
+
+  it('replaces the whole table, keeping foreign chains and rules, when many existing chains differ', () => {
+    const compiled = compile(EXAMPLE);
+    const flushed = dumpOf(compiled).nat.split('\n').filter((l) => !l.startsWith('-A KUBE-')).join('\n');
+    const foreign = flushed.replace('COMMIT', ':FOREIGN - [0:0]\n-A PREROUTING -j FOREIGN\n-A FOREIGN -p tcp -j RETURN\nCOMMIT');
+    const plan = planFull({ compiled, kernel: { filter: dumpOf(compiled).filter, nat: foreign }, replaceThreshold: 3 });
+    const payload = plan.replacePayloads.get('nat') ?? '';
+    expect(payload).toContain(':FOREIGN - [0:0]');
+    expect(payload).toContain('-A FOREIGN -p tcp -j RETURN');
+    expect(payload).toContain('-A PREROUTING -j FOREIGN');
+    expect(payload).toContain('-A KUBE-SERVICES ');
+    expect(plan.noflushPayload).toBe('');
+  });
+});
+
+describe('planPartial', () => {
+  it('writes nothing when nothing changed', () => {
+    const compiled = compile(EXAMPLE);
+    const applied = planFull({ compiled, kernel: EMPTY }).applied;
+    const plan = planPartial({ compiled, previous: applied, changedServices: new Set(['shop/frontend']) });
+    expect(plan.noflushPayload).toBe('');
+  });
+
+  it('writes the changed service chains, deletes the gone endpoint, and leaves KUBE-SERVICES alone', () => {
+    const applied = planFull({ compiled: compile(EXAMPLE), kernel: EMPTY }).applied;
+    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, changedServices: new Set(['shop/frontend']) });
+    const nat = plan.tables.find((t) => t.table === 'nat');
+    expect(nat?.written).not.toContain('KUBE-SERVICES');
+    expect(nat?.written.length).toBeGreaterThan(0);
+    expect(nat?.deleted).toHaveLength(1);
+    expect(plan.noflushPayload).not.toMatch(/^-A KUBE-SERVICES/m);
+    expect(plan.tables.find((t) => t.table === 'filter')?.written).toEqual([]);
+  });
+
+  it('does not look at chains of services it was not told changed (kube-proxy partial-sync semantics)', () => {
+    const applied = planFull({ compiled: compile(EXAMPLE), kernel: EMPTY }).applied;
+    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, changedServices: new Set(['shop/payments']) });
+    expect(plan.tables.flatMap((t) => t.written)).toEqual([]);
+    // …except that a chain no longer compiled at all is still deleted.
+    expect(plan.tables.find((t) => t.table === 'nat')?.deleted).toHaveLength(1);
+  });
+});
+
+describe('detectDrift', () => {
+  it('sees nothing when the node holds what was applied, and names an edited chain', () => {
+    const compiled = compile(EXAMPLE);
+    const applied = planFull({ compiled, kernel: EMPTY }).applied;
+    const dump = dumpOf(compiled);
+    expect(detectDrift('IPv4', applied, dump)).toEqual([]);
+    const edited = dump.nat.split('\n').filter((l) => !l.startsWith('-A KUBE-NODEPORTS')).join('\n');
+    expect(detectDrift('IPv4', applied, { ...dump, nat: edited })).toEqual([{ table: 'nat', chains: ['KUBE-NODEPORTS'] }]);
+  });
+});

@@ -1,0 +1,284 @@
+/**
+ * Sync planning: what an `iptables-restore --noflush` payload must contain to take the node from
+ * what it holds to what kpx compiled (reference §4.1-4.3, DESIGN.md "plan").
+ *
+ * - A partial sync looks only at the chains of the services that changed and at the top-level
+ *   chains, and writes only the chains whose rules differ from what kpx last applied. Unlike
+ *   kube-proxy it does not rewrite KUBE-SERVICES when a change leaves it as it was.
+ * - A full sync compares every kpx chain with what the kernel holds (read back, canonical form)
+ *   and writes only the chains that differ, so a restart over unchanged rules writes nothing.
+ *   When many existing chains differ (an external flush), re-declaring them one by one under
+ *   `--noflush` costs quadratic time in the nf_tables backend (reference harness §4: 432 s at 5k
+ *   services), so the planner replaces the whole table instead: the node's foreign rules are
+ *   carried over verbatim from the dump and kpx's chains written fresh, in one transaction.
+ */
+import type { CompiledFamily } from '../compile/compile.ts';
+import { SERVICE_CHAIN_PREFIXES } from '../compile/hash.ts';
+import { ruleLine, ruleText } from '../compile/render.ts';
+import { isBuiltinChain, type Chain, type Ruleset, type TableName } from '../compile/ruleset.ts';
+import { normalizeRuleset } from '../sim/normalize.ts';
+import { parseRuleset } from '../sim/parse.ts';
+
+/** kpx's tables, in the order a payload writes them (kube-proxy: filter, then nat). */
+export const PLAN_TABLES = ['filter', 'nat'] as const satisfies readonly TableName[];
+export type PlanTable = (typeof PLAN_TABLES)[number];
+
+/** What kpx believes each of its chains holds: chain → its `-A` lines joined by newlines. */
+export type AppliedChains = ReadonlyMap<string, string>;
+export type AppliedState = Readonly<Record<PlanTable, AppliedChains>>;
+
+/** Above this many existing chains to rewrite, a full sync replaces the table instead. */
+export const TABLE_REPLACE_THRESHOLD = 200;
+
+export interface TablePlan {
+  readonly table: PlanTable;
+  readonly mode: 'noflush' | 'replace';
+  /** Chains (re)written, in declaration order. */
+  readonly written: readonly string[];
+  readonly deleted: readonly string[];
+}
+
+export interface SyncPlan {
+  readonly kind: 'full' | 'partial';
+  /** Restore input for `iptables-restore --noflush`; "" when nothing needs writing. */
+  readonly noflushPayload: string;
+  /** Per table, restore input for `iptables-restore -T table` (no --noflush): whole-table replacement. */
+  readonly replacePayloads: ReadonlyMap<PlanTable, string>;
+  readonly tables: readonly TablePlan[];
+  /** What kpx's chains hold once the payloads are applied. */
+  readonly applied: AppliedState;
+  /** Rule lines per table in the desired ruleset (kube-proxy's iptables_total metric). */
+  readonly ruleCounts: Readonly<Record<PlanTable, number>>;
+}
+
+function isServiceChain(chain: string): boolean {
+  return SERVICE_CHAIN_PREFIXES.some((p) => chain.startsWith(p));
+}
+
+/** Chains kpx owns in a table: the ones it declares and every per-service nat chain. */
+export function isOwnedChain(table: TableName, chain: string, declared: ReadonlySet<string>): boolean {
+  return declared.has(chain) || (table === 'nat' && isServiceChain(chain));
+}
+
+function tableOf(ruleset: Ruleset, name: TableName): readonly Chain[] {
+  return ruleset.tables.find((t) => t.name === name)?.chains ?? [];
+}
+
+function chainText(chain: Chain): string {
+  return chain.rules.map((r) => ruleLine(chain.name, r)).join('\n');
+}
+
+function ruleCount(chains: readonly Chain[]): number {
+  let n = 0;
+  for (const c of chains) n += c.rules.length;
+  return n;
+}
+
+function counts(compiled: CompiledFamily): Record<PlanTable, number> {
+  return { filter: ruleCount(tableOf(compiled.ruleset, 'filter')), nat: ruleCount(tableOf(compiled.ruleset, 'nat')) };
+}
+
+/** Writes one table's part of a --noflush payload (reference §4.1 order). */
+function noflushSection(table: PlanTable, chains: readonly Chain[], written: ReadonlySet<string>, deleted: readonly string[]): string[] {
+  if (written.size === 0 && deleted.length === 0) return [];
+  const lines = [`*${table}`];
+  for (const c of chains) if (written.has(c.name)) lines.push(`:${c.name} - [0:0]`);
+  for (const name of deleted) lines.push(`:${name} - [0:0]`);
+  for (const c of chains) if (written.has(c.name)) for (const r of c.rules) lines.push(ruleLine(c.name, r));
+  for (const name of deleted) lines.push(`-X ${name}`);
+  lines.push('COMMIT');
+  return lines;
+}
+
+function payload(lines: readonly string[]): string {
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+export interface PartialPlanInput {
+  readonly compiled: CompiledFamily;
+  readonly previous: AppliedState;
+  /** `namespace/name` of the Services whose Service or EndpointSlices changed. */
+  readonly changedServices: ReadonlySet<string>;
+}
+
+/**
+ * A partial sync: the top-level chains and the chains of changed services are compared with what
+ * kpx last applied; only differing chains are written, and chains no longer wanted are deleted.
+ */
+export function planPartial(input: PartialPlanInput): SyncPlan {
+  const { compiled, previous, changedServices } = input;
+  const candidates = new Set<string>();
+  for (const sp of compiled.servicePorts) {
+    if (changedServices.has(`${sp.servicePort.namespace}/${sp.servicePort.serviceName}`)) for (const c of sp.natChains) candidates.add(c);
+  }
+  const tables: TablePlan[] = [];
+  const lines: string[] = [];
+  const applied = {} as Record<PlanTable, Map<string, string>>;
+  for (const table of PLAN_TABLES) {
+    const chains = tableOf(compiled.ruleset, table);
+    const before = previous[table];
+    const after = new Map(before);
+    const written = new Set<string>();
+    const desiredNames = new Set<string>();
+    for (const c of chains) {
+      desiredNames.add(c.name);
+      // Per-service nat chains of unchanged services are not even rendered (kube-proxy's discard buffer).
+      if (table === 'nat' && isServiceChain(c.name) && !candidates.has(c.name) && before.has(c.name)) continue;
+      const text = chainText(c);
+      if (before.get(c.name) !== text) {
+        written.add(c.name);
+        after.set(c.name, text);
+      }
+    }
+    const deleted = [...before.keys()].filter((name) => !desiredNames.has(name));
+    for (const name of deleted) after.delete(name);
+    lines.push(...noflushSection(table, chains, written, deleted));
+    tables.push({ table, mode: 'noflush', written: chains.filter((c) => written.has(c.name)).map((c) => c.name), deleted });
+    applied[table] = after;
+  }
+  return { kind: 'partial', noflushPayload: payload(lines), replacePayloads: new Map(), tables, applied, ruleCounts: counts(compiled) };
+}
+
+/** The node's current tables as `iptables-save -t filter` / `-t nat` printed them. */
+export type KernelDump = Readonly<Record<PlanTable, string>>;
+
+/** The lines of a dump that belong to chains `keep` selects (foreign rules may use matches kpx does not parse). */
+function selectChains(text: string, keep: (chain: string) => boolean): string {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (line.startsWith(':')) {
+      const name = line.slice(1, line.indexOf(' '));
+      if (keep(name)) out.push(line);
+    } else if (line.startsWith('-A ')) {
+      const end = line.indexOf(' ', 3);
+      if (keep(line.slice(3, end < 0 ? undefined : end))) out.push(line);
+    } else if (line.startsWith('*') || line === 'COMMIT') {
+      out.push(line);
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+/** Chain name → canonical rule texts joined, for comparing kpx's rules with a read-back. */
+function canonicalChains(ruleset: Ruleset, table: TableName): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const c of tableOf(normalizeRuleset(ruleset, { tables: [table] }), table)) out.set(c.name, c.rules.map(ruleText).join('\n'));
+  return out;
+}
+
+export interface ChainComparison {
+  /** Chains missing from the node or holding other rules. */
+  readonly differing: readonly string[];
+  /** Of those, the ones that exist on the node. */
+  readonly existingDiffering: readonly string[];
+  /** kpx-owned chains on the node that are not in `chains`. */
+  readonly stale: readonly string[];
+}
+
+/** Compares chains kpx wants (canonical text per chain) with the node's dump of that table. */
+function compareCanonical(family: Ruleset['family'], table: PlanTable, wanted: ReadonlyMap<string, string>, dump: string): ChainComparison {
+  const declared = new Set(wanted.keys());
+  const kernel = canonicalChains(parseRuleset(selectChains(dump, (name) => isOwnedChain(table, name, declared)), family), table);
+  const differing: string[] = [];
+  const existingDiffering: string[] = [];
+  for (const [name, text] of wanted) {
+    const have = kernel.get(name);
+    if (have !== text) {
+      differing.push(name);
+      if (have !== undefined) existingDiffering.push(name);
+    }
+  }
+  return { differing, existingDiffering, stale: [...kernel.keys()].filter((name) => !declared.has(name)) };
+}
+
+/** Compares kpx's desired chains of one table with the node's, in canonical form. */
+export function compareWithKernel(compiled: CompiledFamily, table: PlanTable, dump: string): ChainComparison {
+  const wanted = canonicalChains({ family: compiled.family, tables: [{ name: table, chains: tableOf(compiled.ruleset, table) }] }, table);
+  return compareCanonical(compiled.family, table, wanted, dump);
+}
+
+/** The node's table with kpx's chains swapped for the desired ones: input for a table replacement. */
+function replacementTable(table: PlanTable, dump: string, chains: readonly Chain[], ownedNames: ReadonlySet<string>): string {
+  const owned = (name: string): boolean => isOwnedChain(table, name, ownedNames);
+  const out: string[] = [`*${table}`];
+  const rules: string[] = [];
+  let inTable = false;
+  for (const line of dump.split('\n')) {
+    if (line.startsWith('*')) inTable = line === `*${table}`;
+    else if (!inTable) continue;
+    else if (line.startsWith(':')) {
+      const name = line.slice(1, line.indexOf(' '));
+      if (!owned(name)) out.push(isBuiltinChain(table, name) ? line.replace(/\[\d+:\d+\]$/, '[0:0]') : `:${name} - [0:0]`);
+    } else if (line.startsWith('-A ')) {
+      const end = line.indexOf(' ', 3);
+      if (!owned(line.slice(3, end < 0 ? undefined : end))) rules.push(line);
+    }
+  }
+  for (const c of chains) out.push(`:${c.name} - [0:0]`);
+  out.push(...rules);
+  for (const c of chains) for (const r of c.rules) out.push(ruleLine(c.name, r));
+  out.push('COMMIT');
+  return `${out.join('\n')}\n`;
+}
+
+export interface FullPlanInput {
+  readonly compiled: CompiledFamily;
+  readonly kernel: KernelDump;
+  readonly replaceThreshold?: number;
+}
+
+/** A full sync: every kpx chain checked against the node; only differing chains are written. */
+export function planFull(input: FullPlanInput): SyncPlan {
+  const { compiled, kernel } = input;
+  const threshold = input.replaceThreshold ?? TABLE_REPLACE_THRESHOLD;
+  const tables: TablePlan[] = [];
+  const lines: string[] = [];
+  const replacePayloads = new Map<PlanTable, string>();
+  const applied = {} as Record<PlanTable, Map<string, string>>;
+  for (const table of PLAN_TABLES) {
+    const chains = tableOf(compiled.ruleset, table);
+    applied[table] = new Map(chains.map((c) => [c.name, chainText(c)]));
+    const cmp = compareWithKernel(compiled, table, kernel[table]);
+    if (cmp.existingDiffering.length > threshold) {
+      replacePayloads.set(table, replacementTable(table, kernel[table], chains, new Set(chains.map((c) => c.name))));
+      tables.push({ table, mode: 'replace', written: chains.map((c) => c.name), deleted: cmp.stale });
+      continue;
+    }
+    const written = new Set(cmp.differing);
+    lines.push(...noflushSection(table, chains, written, cmp.stale));
+    tables.push({ table, mode: 'noflush', written: cmp.differing, deleted: cmp.stale });
+  }
+  return { kind: 'full', noflushPayload: payload(lines), replacePayloads, tables, applied, ruleCounts: counts(compiled) };
+}
+
+export interface DriftReport {
+  readonly table: PlanTable;
+  readonly chains: readonly string[];
+}
+
+const canonicalApplied = new WeakMap<AppliedChains, Map<string, string>>();
+
+/** The canonical form of what kpx applied to a table (cached: drift checks repeat it). */
+function canonicalOfApplied(family: Ruleset['family'], table: PlanTable, applied: AppliedChains): Map<string, string> {
+  let out = canonicalApplied.get(applied);
+  if (out === undefined) {
+    const text: string[] = [`*${table}`];
+    for (const name of applied.keys()) text.push(`:${name} - [0:0]`);
+    for (const rules of applied.values()) if (rules !== '') text.push(rules);
+    text.push('COMMIT');
+    out = canonicalChains(parseRuleset(`${text.join('\n')}\n`, family), table);
+    canonicalApplied.set(applied, out);
+  }
+  return out;
+}
+
+/** kpx's chains whose read-back differs from what kpx applied (external edits or flushes). */
+export function detectDrift(family: Ruleset['family'], applied: AppliedState, kernel: KernelDump): DriftReport[] {
+  const out: DriftReport[] = [];
+  for (const table of PLAN_TABLES) {
+    const cmp = compareCanonical(family, table, canonicalOfApplied(family, table, applied[table]), kernel[table]);
+    const chains = [...cmp.differing, ...cmp.stale];
+    if (chains.length > 0) out.push({ table, chains });
+  }
+  return out;
+}
