@@ -187,6 +187,27 @@ export class Cluster {
     this.persist();
   }
 
+  /**
+   * Stops kube-apiserver (SIGTERM, then SIGKILL), waits `downMs`, and starts it again with the same
+   * command line; resolves once it is ready. Clients see their watches break and connections refused.
+   */
+  async restartApiserver(downMs = 0): Promise<void> {
+    const record = this.state.processes.find((p) => p.name === 'kube-apiserver');
+    if (record === undefined) throw new Error('no kube-apiserver in this cluster');
+    const args = readFileSync(`/proc/${String(record.pid)}/cmdline`, 'utf8').split('\0').filter((a) => a !== '').slice(1);
+    await this.stopDaemon('kube-apiserver');
+    if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs));
+    this.startDaemon('kube-apiserver', record.program, args);
+    await waitFor(
+      'kube-apiserver /readyz after restart',
+      async () => {
+        const { status } = await this.api.raw('GET', '/readyz', { timeoutMs: 5000 }).catch(() => ({ status: 0 }));
+        return status === 200 ? true : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 250, check: () => { this.assertAlive('kube-apiserver'); } },
+    );
+  }
+
   /** Throws (with its log tail) if a daemon this process started has exited. */
   assertAlive(name: string): void {
     this.#daemons.get(name)?.assertAlive();

@@ -18,6 +18,10 @@ export interface ProbeSpec {
   readonly timeoutMs?: number;
   /** Bind the client socket to this local address. */
   readonly sourceIP?: string;
+  /** UDP: send every request from this local port (one conntrack flow, like a resolver's socket). */
+  readonly sourcePort?: number;
+  /** Pause between requests (ms); default none. */
+  readonly intervalMs?: number;
 }
 
 export type ProbeResult = { readonly ok: true; readonly reply: PodReply } | { readonly ok: false; readonly error: string };
@@ -79,7 +83,7 @@ function udpOnce(spec: ProbeSpec, n: number): Promise<ProbeResult> {
         finish({ ok: false, error: `bad reply: ${message.toString('utf8').slice(0, 200)}` });
       }
     });
-    socket.bind(0, spec.sourceIP, () => {
+    socket.bind(spec.sourcePort ?? 0, spec.sourceIP, () => {
       socket.send(`probe/${String(n)}`, spec.port, spec.host);
     });
   });
@@ -87,7 +91,10 @@ function udpOnce(spec: ProbeSpec, n: number): Promise<ProbeResult> {
 
 export async function probe(spec: ProbeSpec): Promise<ProbeResult[]> {
   const results: ProbeResult[] = [];
-  for (let n = 0; n < spec.count; n++) results.push(await (spec.protocol === 'tcp' ? httpOnce(spec, n) : udpOnce(spec, n)));
+  for (let n = 0; n < spec.count; n++) {
+    if (n > 0 && spec.intervalMs !== undefined) await new Promise((resolve) => setTimeout(resolve, spec.intervalMs));
+    results.push(await (spec.protocol === 'tcp' ? httpOnce(spec, n) : udpOnce(spec, n)));
+  }
   return results;
 }
 

@@ -195,7 +195,7 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
     const svc = ofKind('Service').find((s) => (s.metadata as { name: string }).name === 'frontend');
     const broken = clone(svc) as { metadata: { annotations?: Record<string, string> } };
     broken.metadata.annotations = { ...broken.metadata.annotations, [FAULT_ANNOTATION]: 'drop-endpoint-rule' };
-    p.onServiceChange(svc, broken as unknown as JsonObject);
+    p.onServiceChange(svc, broken);
     const failure = await p.sync().then(
       () => undefined,
       (e: unknown) => e,

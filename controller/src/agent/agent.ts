@@ -263,6 +263,9 @@ export async function runAgent(options: AgentOptions): Promise<number> {
     retryIntervalMs: syncPeriodMs,
     maxIntervalMs: FULL_SYNC_PERIOD_MS,
     clock,
+    onError: (error) => {
+      log.debug('sync will be retried', { error: error instanceof Error ? error.message : String(error), retryInMs: syncPeriodMs });
+    },
   });
 
   const queue = (): void => {

@@ -324,9 +324,11 @@ export class Proxier {
     for (const p of plan.replacePayloads.values()) payloadBytes += p.length;
     if (this.#o.dryRun !== true) {
       try {
+        // Like kube-proxy: on a full sync the jump rules are ensured first (their target chains
+        // created empty if missing), so the restore that fills the chains takes effect at once.
+        if (plan.kind === 'full') await this.#ensureJumps(compiled, dp);
         for (const [table, text] of plan.replacePayloads) await dp.iptables.restore(text, { noflush: false, table });
         if (plan.noflushPayload !== '') await dp.iptables.restore(plan.noflushPayload, { noflush: true });
-        if (plan.kind === 'full') await this.#ensureJumps(compiled, dp);
       } catch (error) {
         throw fail('restore', (error as Error).message);
       }

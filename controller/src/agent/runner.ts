@@ -104,7 +104,7 @@ export class BoundedFrequencyRunner {
     let failure: unknown;
     if (!this.#stopped) {
       // Requests made until fn begins are served by this run.
-      
+      this.#requested = false;
       this.#runs++;
       try {
         await this.#options.fn();

@@ -8,10 +8,11 @@ import { runAgent } from '../agent/agent.ts';
 import { isLogLevel, jsonLogger } from '../agent/log.ts';
 import { KubeconfigError } from '../kube/kubeconfig.ts';
 import { parseDuration } from '../model/config.ts';
-import { PROXY_OPTIONS, proxyOverrides, UsageError, type ProxyFlagValues } from './args.ts';
+import { PROXY_OPTIONS, proxyOverrides, UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
 
-const { file: _file, output: _output, ...PROXY_FLAGS } = PROXY_OPTIONS;
+/** The proxy flags, without the offline commands' input and output flags. */
+const PROXY_FLAGS = Object.fromEntries(Object.entries(PROXY_OPTIONS).filter(([name]) => name !== 'file' && name !== 'output')) as Omit<typeof PROXY_OPTIONS, 'file' | 'output'>;
 
 const RUN_OPTIONS = {
   ...PROXY_FLAGS,
@@ -86,7 +87,7 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
   }
   const level = v['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level "${level}" is not one of debug, info, warn, error`);
-  const overrides = proxyOverrides(v as unknown as ProxyFlagValues);
+  const overrides = proxyOverrides(v);
   const node = v['hostname-override'];
   if (node !== undefined) overrides.nodeName = node;
   const minSync = duration('min-sync-period', v['min-sync-period']);
