@@ -210,7 +210,9 @@ describe('kpx run on a real cluster', () => {
 
   it('scales 4 → 10 → 1 under continuous traffic without a failed request', async () => {
     const ip = webSvc.spec.clusterIP ?? '';
-    const traffic = c().probe(client.netns, { protocol: 'tcp', host: ip, port: 80, count: 150, intervalMs: 40 });
+    // A generous per-request timeout: the machine also runs etcd, the apiserver and three proxies, and a
+    // slow answer is not a failed one; a request sent to a removed endpoint would never be answered.
+    const traffic = c().probe(client.netns, { protocol: 'tcp', host: ip, port: 80, count: 150, intervalMs: 40, timeoutMs: 5000 });
     const more = await createPods(c(), { name: 'web-more', replicas: 6, nodes: ['node-1'], labels: web.labels });
     await programmed(kpx2, 'default/web:http', 10);
     // Scale down the way a rollout does: endpoints leave the rules (not ready) before the pods go.
