@@ -8,7 +8,7 @@
  *
  *   npx vitest run --config e2e/cluster/vitest.config.ts e2e/cluster/agent.test.ts
  */
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from './cluster.ts';
 import { installKpxIdentity, startKpx, type KpxAgent } from './kpx-agent.ts';
@@ -305,5 +305,16 @@ describe('kpx run on a real cluster', () => {
     await Promise.all([kpx1, kpx2].map((p) => programmed(p, 'default/web:http', 3, 60_000)));
     log(`after the apiserver restart, both agents programmed the new pod in ${String(Date.now() - t0)} ms`);
     expect(c().logTail(kpx2.processName, 400)).toMatch(/"level":"warn".*informer/);
+  });
+  it('stops cleanly on SIGTERM and leaves the rules in place', async () => {
+    const before = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
+    const record = c().state.processes.find((p) => p.name === kpx1.processName);
+    if (record === undefined) throw new Error('no kpx process on node-1');
+    process.kill(record.pid, 'SIGTERM');
+    await waitFor('kpx on node-1 to exit', () => Promise.resolve(existsSync(`/proc/${String(record.pid)}`) ? undefined : true), { timeoutMs: 15_000, intervalMs: 100 });
+    expect(c().logTail(kpx1.processName, 20)).toMatch(/"msg":"kpx stopping; rules stay in place","reason":"SIGTERM"/);
+    const after = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
+    expect(after).toEqual(before);
+    await c().stopDaemon(kpx1.processName);
   });
 });
