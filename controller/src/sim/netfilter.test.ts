@@ -8,6 +8,7 @@ import { buildProxyModels, classifyObjects } from '../model/cluster.ts';
 import { decodeDocuments } from '../model/documents.ts';
 import { parseIP, type IPAddress } from '../model/ip.ts';
 import type { EngineContext } from './engine.ts';
+import { frontendsOfRuleset } from './behaviour.ts';
 import { traceNewConnection, type Outcome } from './netfilter.ts';
 import { parseDump } from './parse.ts';
 import { singleInterfaceNetwork, type SimProtocol } from './packet.ts';
@@ -106,6 +107,68 @@ describe('traceNewConnection on the example cluster (node-a, 10.89.0.10, pods 10
       [0.5, 'ACCEPT', '10.244.1.61:8080', true],
       [0.5, 'ACCEPT', '10.244.2.62:8080', true],
     ]);
+  });
+});
+
+describe('without path recording (hooks memoised per kind of flow)', () => {
+  const plain = (outs: Outcome[]) =>
+    outs.map((o) => ({ ...o, path: [], flow: { ...o.flow, path: undefined }, reply: o.reply === undefined ? undefined : { ...o.reply, path: [] } }));
+  const sameOutcomes = (recorded: EngineContext, dsts: readonly { ip: IPAddress; port: number; protocol: SimProtocol }[], clients: readonly string[]): number => {
+    const quiet: EngineContext = { ...recorded, recordPath: false };
+    let packets = 0;
+    for (const d of dsts) {
+      for (const src of clients) {
+        const packet = { protocol: d.protocol, src: ip(src), dst: d.ip, sport: 40000, dport: d.port };
+        expect(plain(traceNewConnection(quiet, packet, { withReply: true }))).toEqual(plain(traceNewConnection(recorded, packet, { withReply: true })));
+        packets++;
+      }
+    }
+    return packets;
+  };
+
+  it('every packet to a Service has the outcomes, replies included, of the recorded trace', () => {
+    const dsts = frontendsOfRuleset(ctx.ruleset).map((f) => ({ ip: f.ip ?? ip('10.89.0.10'), port: f.port, protocol: f.protocol }));
+    expect(sameOutcomes(ctx, dsts, ['10.244.1.5', '10.244.2.5', '10.89.0.10', '203.0.113.7', '198.51.100.7', '10.244.1.3', '127.0.0.1'])).toBeGreaterThan(100);
+  });
+
+  it('so does every packet through hooks that DNAT, REDIRECT, mark, masquerade and untrack', () => {
+    const dump = parseDump(`*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -p udp -m udp --dport 9000 -j NOTRACK
+COMMIT
+*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:PORTS - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j PORTS
+-A PREROUTING -s 10.88.0.0/24 -p tcp -m tcp --dport 80 -j REDIRECT --to-ports 3128
+-A PORTS -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+-A PORTS -p udp -m multiport --dports 53,5300:5310 -j DNAT --to-destination 172.17.0.3
+-A POSTROUTING -m mark --mark 0x1/0x1 -j MASQUERADE
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j SNAT --to-source 192.0.2.1
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -m conntrack --ctstate DNAT -j MARK --or-mark 0x1
+-A FORWARD -o docker0 -j ACCEPT
+-A FORWARD -i docker0 -j ACCEPT
+COMMIT
+`);
+    const net = { interfaces: [
+      { name: 'eth0', addresses: [{ ip: ip('192.0.2.1'), prefix: { family: 'IPv4' as const, network: ip('192.0.2.0').value, prefix: 24 } }] },
+      { name: 'lan0', addresses: [{ ip: ip('10.88.0.1'), prefix: { family: 'IPv4' as const, network: ip('10.88.0.0').value, prefix: 24 } }] },
+      { name: 'docker0', addresses: [{ ip: ip('172.17.0.1'), prefix: { family: 'IPv4' as const, network: ip('172.17.0.0').value, prefix: 16 } }] },
+    ], extraLocal: [] };
+    const recorded: EngineContext = { ruleset: dump.ruleset, net, now: 0, lines: dump.lines, policies: dump.policies };
+    const dsts = ['192.0.2.1', '10.88.0.1', '172.17.0.2', '198.51.100.9'].flatMap((d) =>
+      [80, 53, 5305, 8080, 9000].flatMap((port) => (['tcp', 'udp'] as const).map((protocol) => ({ ip: ip(d), port, protocol }))),
+    );
+    expect(sameOutcomes(recorded, dsts, ['10.88.0.5', '10.88.0.6', '192.0.2.1', '198.51.100.7', '172.17.0.2'])).toBe(200);
   });
 });
 

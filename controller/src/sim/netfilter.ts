@@ -5,7 +5,7 @@
  * connection's first packet and undone for its replies through the conntrack binding.
  */
 import { formatIP, type IPAddress } from '../model/ip.ts';
-import { hookIsEmpty, pathSteps, runHook, type EngineContext, type Flow, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
+import { pathSteps, resolveHook, runHook, type EngineContext, type Flow, type Hook, type NatBinding, type PathStep, type RecentLists, type TableResult, type TableVerdict } from './engine.ts';
 import { arrivalInterface, endpointText, isLocalAddress, masqueradeAddress, routeOut, type Packet, type SimProtocol } from './packet.ts';
 import type { TableName } from '../compile/ruleset.ts';
 
@@ -52,45 +52,55 @@ export interface Outcome {
   readonly reply?: ReplyOutcome;
 }
 
-type Stage = readonly [TableName, string];
-
-const emptyHooks = new WeakMap<EngineContext['ruleset'], Map<string, boolean>>();
-
-/** Cached per ruleset: a stage with no rules and an ACCEPT policy changes nothing. */
-function skippable(ctx: EngineContext, table: TableName, chain: string): boolean {
-  let m = emptyHooks.get(ctx.ruleset);
-  if (m === undefined) {
-    m = new Map();
-    emptyHooks.set(ctx.ruleset, m);
-  }
-  const key = `${table}/${chain}/${ctx.policies.get(`${table}/${chain}`) ?? 'ACCEPT'}`;
-  let v = m.get(key);
-  if (v === undefined) {
-    v = hookIsEmpty(ctx, table, chain);
-    m.set(key, v);
-  }
-  return v;
+/** A hook a packet crosses: a built-in chain of one table. */
+interface Stage {
+  readonly table: TableName;
+  readonly chain: string;
+  readonly key: string;
 }
 
-function runStages(ctx: EngineContext, flows: readonly Flow[], stages: readonly Stage[], final: TableResult[]): Flow[] {
-  let active = [...flows];
-  for (const [table, chain] of stages) {
-    // NAT bindings of later packets are applied at the nat stage even when it has no rules.
-    if (skippable(ctx, table, chain) && !(table === 'nat' && active.some((f) => f.state === 'ESTABLISHED'))) continue;
+const stage = (table: TableName, chain: string): Stage => ({ table, chain, key: `${table}/${chain}` });
+
+/** Hooks resolved per ruleset and chain policies (contexts that differ only in time share them). */
+const hookCache = new WeakMap<EngineContext['ruleset'], WeakMap<EngineContext['policies'], Map<string, Hook>>>();
+
+function hookFor(ctx: EngineContext, s: Stage): Hook {
+  let byPolicies = hookCache.get(ctx.ruleset);
+  if (byPolicies === undefined) {
+    byPolicies = new WeakMap();
+    hookCache.set(ctx.ruleset, byPolicies);
+  }
+  let hooks = byPolicies.get(ctx.policies);
+  if (hooks === undefined) {
+    hooks = new Map();
+    byPolicies.set(ctx.policies, hooks);
+  }
+  let hook = hooks.get(s.key);
+  if (hook === undefined) {
+    hook = resolveHook(ctx, s.table, s.chain);
+    hooks.set(s.key, hook);
+  }
+  return hook;
+}
+
+function runStages(ctx: EngineContext, flows: readonly Flow[], stages: readonly Stage[], final: TableResult[]): readonly Flow[] {
+  let active = flows;
+  for (const s of stages) {
+    const hook = hookFor(ctx, s);
+    // A stage with no rules and an ACCEPT policy changes nothing, except that NAT bindings of
+    // later packets are applied at the nat stage even when it has no rules.
+    if (hook.empty && !(s.table === 'nat' && active.some((f) => f.state === 'ESTABLISHED'))) continue;
     const next: Flow[] = [];
     for (const flow of active) {
       // NAT chains see only a connection's first packet, and never untracked packets; later
       // packets get the connection's binding applied where the nat hook would run.
-      if (table === 'nat' && flow.state !== 'NEW') {
+      if (s.table === 'nat' && flow.state !== 'NEW') {
         const dnat = flow.nat.dnat;
-        const rewrite = flow.state === 'ESTABLISHED' && flow.direction === 'original' && dnat !== undefined && (chain === 'PREROUTING' || chain === 'OUTPUT') && flow.packet.dst.value !== dnat.ip.value;
+        const rewrite = flow.state === 'ESTABLISHED' && flow.direction === 'original' && dnat !== undefined && (s.chain === 'PREROUTING' || s.chain === 'OUTPUT') && flow.packet.dst.value !== dnat.ip.value;
         next.push(rewrite ? { ...flow, packet: { ...flow.packet, dst: dnat.ip, dport: dnat.port } } : flow);
         continue;
       }
-      for (const r of runHook(ctx, table, chain, flow)) {
-        if (r.verdict === 'ACCEPT') next.push(r.flow);
-        else final.push(r);
-      }
+      runHook(ctx, hook, flow, next, final);
     }
     active = next;
   }
@@ -109,16 +119,17 @@ function reroute(ctx: EngineContext, flow: Flow): Flow {
   return { ...flow, packet: { ...flow.packet, outIface: routeOut(ctx.net, flow.packet.dst) } };
 }
 
-const PREROUTING: readonly Stage[] = [['raw', 'PREROUTING'], ['mangle', 'PREROUTING'], ['nat', 'PREROUTING']];
-const INPUT: readonly Stage[] = [['mangle', 'INPUT'], ['filter', 'INPUT'], ['nat', 'INPUT']];
-const FORWARD: readonly Stage[] = [['mangle', 'FORWARD'], ['filter', 'FORWARD']];
-const POSTROUTING: readonly Stage[] = [['mangle', 'POSTROUTING'], ['nat', 'POSTROUTING']];
-const OUTPUT_PRE: readonly Stage[] = [['raw', 'OUTPUT'], ['mangle', 'OUTPUT'], ['nat', 'OUTPUT']];
-const OUTPUT_FILTER: readonly Stage[] = [['filter', 'OUTPUT']];
+const PREROUTING: readonly Stage[] = [stage('raw', 'PREROUTING'), stage('mangle', 'PREROUTING'), stage('nat', 'PREROUTING')];
+const INPUT: readonly Stage[] = [stage('mangle', 'INPUT'), stage('filter', 'INPUT'), stage('nat', 'INPUT')];
+const FORWARD: readonly Stage[] = [stage('mangle', 'FORWARD'), stage('filter', 'FORWARD')];
+const POSTROUTING: readonly Stage[] = [stage('mangle', 'POSTROUTING'), stage('nat', 'POSTROUTING')];
+const OUTPUT_PRE: readonly Stage[] = [stage('raw', 'OUTPUT'), stage('mangle', 'OUTPUT'), stage('nat', 'OUTPUT')];
+const OUTPUT_FILTER: readonly Stage[] = [stage('filter', 'OUTPUT')];
 /** A locally sent packet to a local address comes back in through lo: no NAT again. */
-const LOOPBACK_IN: readonly Stage[] = [['raw', 'PREROUTING'], ['mangle', 'PREROUTING'], ['mangle', 'INPUT'], ['filter', 'INPUT']];
+const LOOPBACK_IN: readonly Stage[] = [stage('raw', 'PREROUTING'), stage('mangle', 'PREROUTING'), stage('mangle', 'INPUT'), stage('filter', 'INPUT')];
 
-interface Walked {
+/** Where one packet ends: accepted and delivered, or stopped with a verdict. */
+export interface Walked {
   readonly delivered: readonly { flow: Flow; delivery: Delivery }[];
   readonly stopped: readonly TableResult[];
 }
@@ -129,7 +140,7 @@ function walk(ctx: EngineContext, start: Flow): Walked {
   const delivered: { flow: Flow; delivery: Delivery }[] = [];
   const pkt = start.packet;
   const locallyGenerated = pkt.inIface === undefined;
-  const finishPost = (flows: Flow[]): void => {
+  const finishPost = (flows: readonly Flow[]): void => {
     for (const f of runStages(ctx, flows, POSTROUTING, stopped).map((f) => applySnat(ctx, f))) {
       if (f.packet.outIface === 'lo' && locallyGenerated) {
         for (const g of runStages(ctx, [{ ...f, packet: { ...f.packet, inIface: 'lo' } }], LOOPBACK_IN, stopped)) delivered.push({ flow: g, delivery: 'local' });
@@ -228,9 +239,13 @@ export interface TraceOptions {
   readonly recent?: RecentLists;
 }
 
+/** The first packet of a new connection through the node, before its outcomes are written up. */
+export function walkNewConnection(ctx: EngineContext, t: TracePacket, recent: RecentLists = new Map()): Walked {
+  return walk(ctx, initialFlow(ctx, t, t.src.family, recent));
+}
+
 export function traceNewConnection(ctx: EngineContext, t: TracePacket, options: TraceOptions = {}): Outcome[] {
-  const start = initialFlow(ctx, t, t.src.family, options.recent ?? new Map());
-  const walked = walk(ctx, start);
+  const walked = walkNewConnection(ctx, t, options.recent);
   const outcomes: Outcome[] = [];
   const make = (flow: Flow, verdict: TableVerdict, delivery: Delivery): Outcome => {
     const dnat = flow.nat.dnat;

@@ -2,7 +2,7 @@
  * Packets, the node's network (local addresses, interfaces, routes) and the simulated state a
  * packet carries through netfilter.
  */
-import { cidrContains, formatIP, isLoopback, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
+import { cidrContains, formatIP, hostCIDR, parseAddressOrCIDR, parseCIDR, parseIP, type CIDR, type IPAddress, type IPFamily } from '../model/ip.ts';
 
 export type SimProtocol = 'tcp' | 'udp' | 'sctp' | 'icmp' | 'icmpv6';
 
@@ -42,6 +42,43 @@ export function icmpTypeNumber(text: string, v6: boolean): number | undefined {
   return (v6 ? ICMPV6_TYPES : ICMP_TYPES)[text];
 }
 
+/**
+ * parseIP, with a fast path for a plain dotted quad (one to three digits per part): the simulator
+ * reads every address of a large ruleset. Anything else is left to parseIP.
+ */
+export function parseAddress(text: string): IPAddress | undefined {
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i) - 48;
+    if (c >= 0 && c <= 9 && digits < 3) {
+      part = part * 10 + c;
+      digits++;
+    } else if (c === -2 && digits > 0 && dots < 3 && part <= 255) {
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+      dots++;
+    } else {
+      return parseIP(text);
+    }
+  }
+  if (dots !== 3 || digits === 0 || part > 255) return parseIP(text);
+  return { family: 'IPv4', value: BigInt(value * 256 + part) };
+}
+
+/** parseAddressOrCIDR, with parseAddress's fast path for single addresses (`a.b.c.d`, `a.b.c.d/32`). */
+export function parseAddressOrPrefix(text: string): CIDR | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0 || text.endsWith('/32')) {
+    const ip = parseAddress(slash < 0 ? text : text.slice(0, slash));
+    if (ip?.family === 'IPv4') return hostCIDR(ip);
+  }
+  return parseAddressOrCIDR(text);
+}
+
 export interface Interface {
   readonly name: string;
   /** Each address is local; each prefix is a connected route via this interface. */
@@ -61,9 +98,13 @@ export interface NodeNetwork {
 }
 
 export function isLocalAddress(net: NodeNetwork, ip: IPAddress): boolean {
-  if (isLoopback(ip)) return true;
-  const same = (a: IPAddress): boolean => a.family === ip.family && a.value === ip.value;
-  return net.interfaces.some((i) => i.addresses.some((a) => same(a.ip))) || net.extraLocal.some(same);
+  // Loopback (127.0.0.0/8, ::1), compared without BigInt shifts.
+  if (ip.family === 'IPv4' ? ip.value >= 0x7f000000n && ip.value <= 0x7fffffffn : ip.value === 1n) return true;
+  for (const i of net.interfaces) {
+    for (const a of i.addresses) if (a.ip.value === ip.value && a.ip.family === ip.family) return true;
+  }
+  for (const a of net.extraLocal) if (a.value === ip.value && a.family === ip.family) return true;
+  return false;
 }
 
 /** The interface a packet to `dst` leaves by: loopback for local, a connected prefix, else the default. */
@@ -128,6 +169,10 @@ export function singleInterfaceNetwork(addresses: readonly IPAddress[]): NodeNet
 }
 
 export function endpointText(ip: IPAddress, port: number): string {
-  const host = formatIP(ip);
-  return ip.family === 'IPv6' ? `[${host}]:${String(port)}` : `${host}:${String(port)}`;
+  if (ip.family === 'IPv4') {
+    // formatIP's dotted quad, without its BigInt shifts (verification writes up many endpoints).
+    const n = Number(ip.value);
+    return `${String(n >>> 24)}.${String((n >>> 16) & 255)}.${String((n >>> 8) & 255)}.${String(n & 255)}:${String(port)}`;
+  }
+  return `[${formatIP(ip)}]:${String(port)}`;
 }

@@ -81,6 +81,17 @@ describe('verifyCompiled', () => {
     );
   });
 
+  it('verifying only some service ports (a partial sync) finds exactly their violations', () => {
+    const ruleset = parseRuleset(dropLine('-A KUBE-SVC-TCOU7JCQXEZGVUNU', '-> 10.244.2.4:53')(save));
+    const full = verifyCompiled(compiled, { ruleset }).violations.map(formatViolation);
+    const dns = compiled.servicePorts.find((sp) => sp.servicePort.key.startsWith('kube-system/kube-dns:dns/'));
+    if (dns === undefined) throw new Error('no kube-dns service port');
+    const partial = verifyCompiled(compiled, { ruleset, only: new Set([dns.servicePort.key]) });
+    expect(partial.violations.map(formatViolation)).toEqual(full.filter((l) => l.startsWith('structure: ') || l.startsWith('kube-system/kube-dns:dns/UDP ')));
+    expect(partial.violations.length).toBeGreaterThan(2);
+    expect(partial.checks).toBeLessThan(10);
+  });
+
   it('catches a rule that captures non-service traffic', () => {
     const v = verifyMutant((t) => t.replace('-A KUBE-NODEPORTS -m comment --comment shop/checkout:http -m tcp -p tcp --dport 30081', '-A KUBE-NODEPORTS -m comment --comment shop/checkout:http -m tcp -p tcp --dport 22'));
     expect(v.find((l) => l.startsWith('non-service traffic via node 10.89.0.10:22 from an external client'))).toContain('expected no DNAT and no masquerade (no Service uses this port)');
