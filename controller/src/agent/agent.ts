@@ -15,7 +15,7 @@ import { endpointSlicesInformer, nodeInformer, servicesInformer, type InformerHa
 import { loadKubeConfig, type KubeconfigOptions } from '../kube/kubeconfig.ts';
 import { NodeProxyStatusWriter, type NodeProxyCondition, type NodeProxyStatusBody } from '../kube/status.ts';
 import { buildProxyModels } from '../model/cluster.ts';
-import { DEFAULT_PROXY_CONFIG, type ProxyConfigOverrides } from '../model/config.ts';
+import type { ProxyConfig, ProxyConfigOverrides } from '../model/config.ts';
 import { decodeDocuments, type SourcedObject } from '../model/documents.ts';
 import type { JsonObject } from '../model/fields.ts';
 import type { IPFamily } from '../model/ip.ts';
@@ -63,10 +63,9 @@ function readConfigObjects(path: string | undefined): SourcedObject[] {
 }
 
 /** The node's name: --hostname-override / hostnameOverride, then NODE_NAME, then the host name. */
-function resolveNodeName(options: AgentOptions, configObjects: readonly SourcedObject[]): string {
+function resolveNodeName(options: AgentOptions, fileConfig: ProxyConfig): string {
   if (options.overrides.nodeName !== undefined && options.overrides.nodeName !== '') return options.overrides.nodeName;
-  const fromFile = buildProxyModels({ services: [], endpointSlices: [], nodes: [], proxyConfigurations: configObjects }).config.nodeName;
-  if (fromFile !== '') return fromFile;
+  if (fileConfig.nodeName !== '') return fileConfig.nodeName;
   const env = process.env.NODE_NAME;
   return env !== undefined && env !== '' ? env : hostname().toLowerCase();
 }
@@ -96,8 +95,10 @@ export async function runAgent(options: AgentOptions): Promise<number> {
   }
 
   const configObjects = readConfigObjects(options.configFile);
-  const nodeName = resolveNodeName(options, configObjects);
-  const baseConfig = { ...DEFAULT_PROXY_CONFIG, ...buildProxyModels({ services: [], endpointSlices: [], nodes: [], proxyConfigurations: configObjects }).config, ...options.overrides };
+  // The file's configuration over the defaults, read once (the proxier re-reads it with each state).
+  const fileConfig = buildProxyModels({ services: [], endpointSlices: [], nodes: [], proxyConfigurations: configObjects }).config;
+  const nodeName = resolveNodeName(options, fileConfig);
+  const baseConfig: ProxyConfig = { ...fileConfig, ...options.overrides };
   const overrides: ProxyConfigOverrides = { ...options.overrides, nodeName };
   // Bad credentials stop the agent before it touches the node.
   const kubeConfig = loadKubeConfig(options);

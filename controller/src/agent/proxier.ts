@@ -145,6 +145,8 @@ export class Proxier {
   #pendingTriggers: number[] = [];
   #busy: Promise<unknown> = Promise.resolve();
   #canariesReady = new Set<IPFamily>();
+  /** Services with UDP ports at the last sync, per family (a removed one still needs its entries cleaned). */
+  readonly #lastUdpServices = new Map<IPFamily, Set<string>>();
 
   constructor(options: ProxierOptions) {
     this.#o = options;
@@ -422,7 +424,6 @@ export class Proxier {
     }
   }
 
-  readonly #lastUdpServices = new Map<IPFamily, Set<string>>();
 
   /**
    * Drift check (every sync period): the canary tells a table flush cheaply; a read-back of kpx's
