@@ -312,7 +312,7 @@ describe('kpx run on a real cluster', () => {
     if (record === undefined) throw new Error('no kpx process on node-1');
     process.kill(record.pid, 'SIGTERM');
     await waitFor('kpx on node-1 to exit', () => Promise.resolve(existsSync(`/proc/${String(record.pid)}`) ? undefined : true), { timeoutMs: 15_000, intervalMs: 100 });
-    expect(c().logTail(kpx1.processName, 20)).toMatch(/"msg":"kpx stopping; rules stay in place","reason":"SIGTERM"/);
+    expect(c().logTail(kpx1.processName, 400)).toMatch(/"msg":"kpx stopping; rules stay in place","reason":"SIGTERM"/);
     const after = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
     expect(after).toEqual(before);
     await c().stopDaemon(kpx1.processName);
