@@ -264,6 +264,21 @@ describe('kpx run on a real cluster', () => {
     expect(restartedSync).toMatch(/"kind":"full".*"writtenChains":0,"deletedChains":0/);
   });
 
+  it('stops cleanly on SIGTERM and leaves the rules in place', async () => {
+    const before = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
+    const record = c().state.processes.find((p) => p.name === kpx1.processName);
+    if (record === undefined) throw new Error('no kpx process on node-1');
+    c().assertAlive(kpx1.processName);
+    process.kill(record.pid, 'SIGTERM');
+    await waitFor('kpx on node-1 to exit', () => Promise.resolve(existsSync(`/proc/${String(record.pid)}`) ? undefined : true), { timeoutMs: 15_000, intervalMs: 100 });
+    expect(c().logTail(kpx1.processName, 400)).toMatch(/"msg":"kpx stopping; rules stay in place","reason":"SIGTERM"/);
+    const after = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
+    expect(after).toEqual(before);
+    await c().stopDaemon(kpx1.processName);
+    kpx1 = await startKpx(c(), 'node-1', { kubeconfig, config: agentConfig, args: agentArgs });
+    await waitForKubeProxySync(c(), kpx1);
+  });
+
   it('repairs an external `iptables -t nat -F` within the sync period', async () => {
     const ip = webSvc.spec.clusterIP ?? '';
     await c().exec(kpx2.netns, 'iptables', ['-t', 'nat', '-F']);
@@ -305,16 +320,5 @@ describe('kpx run on a real cluster', () => {
     await Promise.all([kpx1, kpx2].map((p) => programmed(p, 'default/web:http', 3, 60_000)));
     log(`after the apiserver restart, both agents programmed the new pod in ${String(Date.now() - t0)} ms`);
     expect(c().logTail(kpx2.processName, 400)).toMatch(/"level":"warn".*informer/);
-  });
-  it('stops cleanly on SIGTERM and leaves the rules in place', async () => {
-    const before = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
-    const record = c().state.processes.find((p) => p.name === kpx1.processName);
-    if (record === undefined) throw new Error('no kpx process on node-1');
-    process.kill(record.pid, 'SIGTERM');
-    await waitFor('kpx on node-1 to exit', () => Promise.resolve(existsSync(`/proc/${String(record.pid)}`) ? undefined : true), { timeoutMs: 15_000, intervalMs: 100 });
-    expect(c().logTail(kpx1.processName, 400)).toMatch(/"msg":"kpx stopping; rules stay in place","reason":"SIGTERM"/);
-    const after = (await c().iptablesSave(kpx1.netns, 'nat')).split('\n').filter((l) => l.startsWith('-A '));
-    expect(after).toEqual(before);
-    await c().stopDaemon(kpx1.processName);
   });
 });
