@@ -208,8 +208,18 @@ describe('kpx run on a real cluster', () => {
     expect(podsOf(await c().probe(client.netns, { protocol: 'tcp', host: svc.spec.clusterIP ?? '', port: 80, count: 10 }))).toEqual(['term-0']);
   });
 
-  it('scales 4 → 10 → 1 under continuous traffic without a failed request', async () => {
+  it('scales 4 → 10 → 1 under continuous traffic without a failed request, keeping connections to the surviving pod', async () => {
     const ip = webSvc.spec.clusterIP ?? '';
+    const survivor = first(web.pods).name;
+    // Long-lived connections to the pod that survives, opened before the scaling starts: each must
+    // keep answering on its one TCP connection while the Service's rules are rewritten around it.
+    const held = c().probeHeld(client.netns, { protocol: 'tcp', host: ip, port: 80, count: 300, intervalMs: 50, timeoutMs: 5000, hold: { pod: survivor, connections: 3, maxAttempts: 80 } });
+    let heldDone = false;
+    void held.then(
+      () => (heldDone = true),
+      () => (heldDone = true),
+    );
+    await sleep(1500);
     // A generous per-request timeout: the machine also runs etcd, the apiserver and three proxies, and a
     // slow answer is not a failed one; a request sent to a removed endpoint would never be answered.
     const traffic = c().probe(client.netns, { protocol: 'tcp', host: ip, port: 80, count: 150, intervalMs: 40, timeoutMs: 5000 });
@@ -220,10 +230,22 @@ describe('kpx run on a real cluster', () => {
     await Promise.all(all.map((p) => setPodReady(c(), p, false)));
     await programmed(kpx2, 'default/web:http', 1);
     await Promise.all(all.map((p) => deletePod(c(), p)));
+    // The held connections must outlive the scaling to prove anything (300 requests 50 ms apart).
+    expect(heldDone).toBe(false);
     const results = await traffic;
     const failures = results.flatMap((r) => (r.ok ? [] : [r.error]));
     log(`scale under traffic: ${String(results.length)} requests, ${String(failures.length)} failed, pods seen ${String(new Set(results.flatMap((r) => (r.ok ? [r.reply.pod] : []))).size)}`);
     expect(failures).toEqual([]);
+    const connections = await held;
+    log(`held connections to ${survivor}: ${connections.map((h) => `${String(h.results.filter((r) => r.ok).length)}/${String(h.results.length)} answered`).join(', ')}`);
+    expect(connections).toHaveLength(3);
+    for (const connection of connections) {
+      expect(connection.results.flatMap((r) => (r.ok ? [] : [r.error]))).toEqual([]);
+      // One TCP connection throughout: the same pod saw the same client port for every request.
+      const seen = new Set(connection.results.map((r) => (r.ok ? `${r.reply.pod}:${String(r.reply.sourcePort)}` : '')));
+      expect(seen.size).toBe(1);
+      expect([...seen][0]).toMatch(new RegExp(`^${survivor}:`));
+    }
   });
 
   it('keeps a UDP client working when its server pod is replaced (stale conntrack entries removed)', async () => {

@@ -18,7 +18,7 @@ import { stringify } from 'yaml';
 import { KubeClient, KubeError } from './kube-client.ts';
 import { BRIDGE_IP, CLUSTER_CIDR, createNetwork, EXTERNAL_IP, HOST_BRIDGE, nodePlan } from './network.ts';
 import { createPki, type CertPair, type Pki } from './pki.ts';
-import type { ProbeResult, ProbeSpec } from './probe.ts';
+import type { HeldConnection, HeldSpec, ProbeResult, ProbeSpec } from './probe.ts';
 import {
   defaultStateDir,
   listOurHostLinks,
@@ -159,10 +159,19 @@ export class Cluster {
   }
 
   /** Sends `spec.count` independent requests from inside `netns` (see probe.ts). */
-  async probe(netns: string, spec: ProbeSpec): Promise<ProbeResult[]> {
+  probe(netns: string, spec: ProbeSpec): Promise<ProbeResult[]> {
+    return this.#runProbe(netns, spec);
+  }
+
+  /** Holds long-lived connections to one pod from inside `netns` and reports each (see probe.ts). */
+  probeHeld(netns: string, spec: HeldSpec): Promise<HeldConnection[]> {
+    return this.#runProbe(netns, spec);
+  }
+
+  async #runProbe<T>(netns: string, spec: ProbeSpec): Promise<T> {
     const result = await this.exec(netns, process.execPath, [PROBE_SCRIPT, JSON.stringify(spec)]);
     if (result.exitCode !== 0) throw new Error(`probe in ${netns} failed (exit ${String(result.exitCode)}): ${result.stderr}`);
-    return JSON.parse(result.stdout) as ProbeResult[];
+    return JSON.parse(result.stdout) as T;
   }
 
   /** Starts a daemon (own process group, log under <dir>/logs) and records it in the state file. */

@@ -1,7 +1,8 @@
 /**
  * The process every harness pod runs (inside the pod's network namespace, with the project's Node):
  * an HTTP server on each --tcp port and a UDP echo on each --udp port, all answering one JSON line
- * that says which pod answered and which source address it saw.
+ * that says which pod answered and which source address it saw. HTTP requests for `/keep/...` keep
+ * their connection open, so a client can hold one TCP connection to one pod across many requests.
  *
  *   node pod-server.ts --name web-0 --node node-1 --tcp 8080 --udp 8080
  *
@@ -50,10 +51,12 @@ function main(): void {
         sourcePort: req.socket.remotePort ?? 0,
         request: req.url ?? '',
       };
-      res.writeHead(200, { 'content-type': 'application/json', connection: 'close' });
+      // `/keep/...` requests keep the connection open (a long-lived client); everything else closes it.
+      const keep = reply.request.startsWith('/keep/');
+      res.writeHead(200, { 'content-type': 'application/json', ...(keep ? {} : { connection: 'close' }) });
       res.end(`${JSON.stringify(reply)}\n`);
     });
-    server.keepAliveTimeout = 1000;
+    server.keepAliveTimeout = 60_000;
     pending.push(new Promise((resolve) => server.listen(port, '0.0.0.0', resolve)));
   }
 

@@ -6,7 +6,7 @@
  *   node probe.ts '{"protocol":"tcp","host":"10.96.0.10","port":80,"count":30}'
  */
 import { createSocket } from 'node:dgram';
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import type { PodReply } from './pod-server.ts';
 
 export interface ProbeSpec {
@@ -26,14 +26,14 @@ export interface ProbeSpec {
 
 export type ProbeResult = { readonly ok: true; readonly reply: PodReply } | { readonly ok: false; readonly error: string };
 
-function httpOnce(spec: ProbeSpec, n: number): Promise<ProbeResult> {
+function httpOnce(spec: ProbeSpec, n: number, agent?: Agent): Promise<ProbeResult> {
   return new Promise((resolve) => {
     const req = request(
       {
         host: spec.host,
         port: spec.port,
-        path: `/probe/${String(n)}`,
-        agent: false,
+        path: agent === undefined ? `/probe/${String(n)}` : `/keep/${String(n)}`,
+        agent: agent ?? false,
         timeout: spec.timeoutMs ?? 2000,
         ...(spec.sourceIP === undefined ? {} : { localAddress: spec.sourceIP }),
       },
@@ -98,7 +98,46 @@ export async function probe(spec: ProbeSpec): Promise<ProbeResult[]> {
   return results;
 }
 
+/**
+ * Long-lived connections: opens keep-alive HTTP connections one at a time until `connections` of
+ * them reached `pod` (others are closed; at most `maxAttempts`), then sends `count` requests over
+ * each held connection, `intervalMs` apart. Each request on a connection reuses its one TCP socket
+ * (an agent with a single socket), so the pod sees the same source port for as long as it lasts.
+ */
+export interface HeldSpec extends ProbeSpec {
+  readonly protocol: 'tcp';
+  readonly hold: { readonly pod: string; readonly connections: number; readonly maxAttempts: number };
+}
+
+export interface HeldConnection {
+  readonly pod: string;
+  readonly results: readonly ProbeResult[];
+}
+
+export async function probeHeld(spec: HeldSpec): Promise<HeldConnection[]> {
+  const held: { agent: Agent; first: ProbeResult & { ok: true } }[] = [];
+  for (let attempt = 0; attempt < spec.hold.maxAttempts && held.length < spec.hold.connections; attempt++) {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const first = await httpOnce(spec, 0, agent);
+    if (first.ok && first.reply.pod === spec.hold.pod) held.push({ agent, first });
+    else agent.destroy();
+  }
+  const connections = await Promise.all(
+    held.map(async ({ agent, first }) => {
+      const results: ProbeResult[] = [first];
+      for (let n = 1; n < spec.count; n++) {
+        if (spec.intervalMs !== undefined) await new Promise((resolve) => setTimeout(resolve, spec.intervalMs));
+        results.push(await httpOnce(spec, n, agent));
+      }
+      agent.destroy();
+      return { pod: first.reply.pod, results };
+    }),
+  );
+  return connections;
+}
+
 if (import.meta.main) {
-  const spec = JSON.parse(process.argv[2] ?? '{}') as ProbeSpec;
-  process.stdout.write(`${JSON.stringify(await probe(spec))}\n`);
+  const spec = JSON.parse(process.argv[2] ?? '{}') as ProbeSpec | HeldSpec;
+  const output = 'hold' in spec ? await probeHeld(spec) : await probe(spec);
+  process.stdout.write(`${JSON.stringify(output)}\n`);
 }
