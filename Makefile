@@ -1,5 +1,5 @@
 # kpx developer entry points. Every target runs through npm so the project's Node 24 is used.
-.PHONY: all install preview test test-unit test-kernel lint typecheck bench clean binaries cluster-up cluster-down e2e
+.PHONY: all install preview test test-unit test-kernel lint typecheck bench clean binaries cluster-up cluster-down e2e e2e-kind
 
 all: test
 
@@ -47,6 +47,12 @@ cluster-down: node_modules
 ## e2e: the real-cluster tests (root, Go, network namespaces); see docs/e2e.md
 e2e: node_modules binaries
 	npx vitest run --config e2e/cluster/vitest.config.ts
+
+## e2e-kind: build the image, install the chart in a kind cluster without kube-proxy, check ClusterIP,
+## NodePort and balancing (needs Docker, kind, kubectl and helm; stops with exit 2 naming what is
+## missing; see docs/e2e.md, "kind")
+e2e-kind:
+	bash e2e/kind/run.sh
 
 clean:
 	rm -rf node_modules dist coverage
