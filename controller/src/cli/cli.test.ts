@@ -206,3 +206,14 @@ endpoints: [{addresses: [10.244.1.90], nodeName: node-a}]
     expect(dumps.stdout.split('\n')[0]).toMatch(/^kpx diff .*old\.save -> .*new\.save \(IPv4\): \d+ probes, 3 behave differently$/);
   });
 });
+
+describe('kpx run', () => {
+  it('rejects a bad --iptables-backend with one line naming the flag, before touching anything', async () => {
+    const r = await kpx(['run', '--iptables-backend', 'nftables']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')).toEqual(['kpx: --iptables-backend "nftables" is not one of auto, nft, legacy']);
+    expect(r.stdout).toBe('');
+    const help = await kpx(['run', '--help']);
+    expect(help.stdout).toContain('--iptables-backend MODE      auto, nft or legacy (default auto');
+  });
+});

@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { runAgent } from '../agent/agent.ts';
 import { isLogLevel, jsonLogger } from '../agent/log.ts';
+import { BACKEND_FLAG_VALUES, isBackendFlag } from '../dataplane/backend.ts';
 import { KubeconfigError } from '../kube/kubeconfig.ts';
 import { parseDuration } from '../model/config.ts';
 import { PROXY_OPTIONS, proxyOverrides, UsageError } from './args.ts';
@@ -28,6 +29,7 @@ const RUN_OPTIONS = {
   'min-sync-period': { type: 'string' },
   'sync-period': { type: 'string' },
   'log-level': { type: 'string' },
+  'iptables-backend': { type: 'string' },
   'enable-fault-injection': { type: 'boolean' },
 } as const;
 
@@ -47,6 +49,8 @@ Options:
   --healthz-bind-address ADDR  default 0.0.0.0:10256
   --metrics-bind-address ADDR  default 127.0.0.1:10249
   --log-level LEVEL            debug, info, warn or error (default info)
+  --iptables-backend MODE      auto, nft or legacy (default auto: the backend the node's
+                                 existing rules use, like upstream iptables-wrapper)
   --dry-run                    compute, verify and report, never touch iptables
   --cleanup                    remove every rule and chain kpx owns, then exit
   --cluster-cidr, --detect-local-mode, --masquerade-all, --masquerade-bit, --nodeport-addresses,
@@ -87,6 +91,8 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
   }
   const level = v['log-level'] ?? 'info';
   if (!isLogLevel(level)) throw new UsageError(`--log-level "${level}" is not one of debug, info, warn, error`);
+  const backend = v['iptables-backend'] ?? 'auto';
+  if (!isBackendFlag(backend)) throw new UsageError(`--iptables-backend "${backend}" is not one of ${BACKEND_FLAG_VALUES.join(', ')}`);
   const overrides = proxyOverrides(v);
   const node = v['hostname-override'];
   if (node !== undefined) overrides.nodeName = node;
@@ -109,6 +115,7 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
       overrides,
       dryRun: v['dry-run'] === true,
       cleanup: v.cleanup === true,
+      iptablesBackend: backend,
       healthzBindAddress: v['healthz-bind-address'] ?? '0.0.0.0:10256',
       metricsBindAddress: v['metrics-bind-address'] ?? '127.0.0.1:10249',
       faultInjection: v['enable-fault-injection'] === true,

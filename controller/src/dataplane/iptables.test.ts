@@ -79,4 +79,22 @@ describe('Iptables commands', () => {
       /^iptables -w 5 -t nat -N KUBE-SERVICES failed \(exit 4\): iptables v1\.8\.9 \(nf_tables\): Could not fetch rule set generation id: Permission denied \(you must be root\)$/,
     );
   });
+
+  it('runs the -nft or -legacy variants of every program when given a backend, plain iptables by default', async () => {
+    for (const [family, backend, base] of [['IPv4', 'nft', 'iptables-nft'], ['IPv6', 'legacy', 'ip6tables-legacy'], ['IPv4', 'default', 'iptables'], ['IPv6', undefined, 'ip6tables']] as const) {
+      const runner = cannedRunner({ stdout: ':KPX-CANARY - [0:0]\n' });
+      const ipt = new Iptables(family, runner, backend === undefined ? {} : { backend });
+      expect(ipt.backend).toBe(backend ?? 'default');
+      await ipt.restore('*nat\nCOMMIT\n', { noflush: true });
+      await ipt.save('mangle');
+      await ipt.ensureChain('nat', 'KUBE-SERVICES');
+      await ipt.chainExists('filter', 'KPX-CANARY');
+      expect(runner.calls).toEqual([
+        [`${base}-restore`, '-w', '5', '--noflush'],
+        [`${base}-save`, '-t', 'mangle'],
+        [base, '-w', '5', '-t', 'nat', '-N', 'KUBE-SERVICES'],
+        [base, '-w', '5', '-t', 'filter', '-S', 'KPX-CANARY', '1'],
+      ]);
+    }
+  });
 });

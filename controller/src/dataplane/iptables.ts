@@ -2,9 +2,11 @@
  * iptables, iptables-restore and iptables-save (ip6tables* for IPv6), as kube-proxy drives them
  * (reference §1.2, §4.1, §4.3, §4.6): whole rulesets go through iptables-restore on stdin, single
  * jump rules through `-C` then `-I`/`-A`, and every command waits for the xtables lock (`-w`).
+ * The backend option picks the `-nft` or `-legacy` variants (backend.ts decides which).
  */
 import type { TableName } from '../compile/ruleset.ts';
 import type { IPFamily } from '../model/ip.ts';
+import type { IptablesBackend } from './backend.ts';
 import { commandError, runChecked, type CommandRunner, type ExecResult } from './exec.ts';
 
 /** Lines of the payload shown on each side of the one iptables-restore complains about. */
@@ -54,16 +56,26 @@ export interface RestoreOptions {
   readonly table?: TableName;
 }
 
+export interface IptablesOptions {
+  /** `-w` seconds to wait for the xtables lock (default 5). */
+  readonly waitSeconds?: number;
+  /** Which binaries: `iptables-nft*`, `iptables-legacy*`, or plain `iptables*` (the default). */
+  readonly backend?: IptablesBackend;
+}
+
 export class Iptables {
   readonly family: IPFamily;
+  readonly backend: IptablesBackend;
   readonly #runner: CommandRunner;
+  /** `iptables`, `ip6tables-nft`, ...; `-restore` and `-save` are appended for the others. */
   readonly #command: string;
   readonly #wait: readonly string[];
 
-  constructor(family: IPFamily, runner: CommandRunner, options: { waitSeconds?: number } = {}) {
+  constructor(family: IPFamily, runner: CommandRunner, options: IptablesOptions = {}) {
     this.family = family;
+    this.backend = options.backend ?? 'default';
     this.#runner = runner;
-    this.#command = family === 'IPv4' ? 'iptables' : 'ip6tables';
+    this.#command = `${family === 'IPv4' ? 'iptables' : 'ip6tables'}${this.backend === 'default' ? '' : `-${this.backend}`}`;
     this.#wait = ['-w', String(options.waitSeconds ?? 5)];
   }
 
