@@ -39,19 +39,31 @@ export interface AgentOptions extends KubeconfigOptions {
   readonly cleanup: boolean;
   /** `--iptables-backend`: `auto` detects it like upstream iptables-wrapper (dataplane/backend.ts). */
   readonly iptablesBackend: BackendFlag;
-  readonly healthzBindAddress: string;
-  readonly metricsBindAddress: string;
+  /** `--healthz-bind-address`; else the config file's healthzBindAddress; else 0.0.0.0:10256. */
+  readonly healthzBindAddress?: string;
+  /** `--metrics-bind-address`; else the config file's metricsBindAddress; else 127.0.0.1:10249. */
+  readonly metricsBindAddress?: string;
   readonly faultInjection: boolean;
   readonly log: Logger;
   /** Resolves when the agent must stop (SIGTERM); the CLI passes a signal listener. */
   readonly stopSignal: Promise<string>;
 }
 
-function splitHostPort(text: string, flag: string): { host: string; port: number } {
+function splitHostPort(text: string, source: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text);
   const port = Number(m?.[3]);
-  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--${flag} "${text}" must be HOST:PORT`);
+  if (m === null || !Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`${source} "${text}" must be HOST:PORT`);
   return { host: m[1] ?? m[2] ?? '', port };
+}
+
+/** A bind address: the flag, else the config file's field (as kube-proxy reads it), else the default. */
+function bindAddress(flagValue: string | undefined, flag: string, configObjects: readonly SourcedObject[], field: string, fallback: string): { host: string; port: number } {
+  if (flagValue !== undefined) return splitHostPort(flagValue, `--${flag}`);
+  for (const { object, source } of configObjects) {
+    const value = object[field];
+    if (typeof value === 'string' && value !== '') return splitHostPort(value, `${source}: ${field}`);
+  }
+  return splitHostPort(fallback, `--${flag}`);
 }
 
 function readConfigObjects(path: string | undefined): SourcedObject[] {
@@ -313,7 +325,8 @@ export async function runAgent(options: AgentOptions): Promise<number> {
   const nodeWatch = nodeInformer(kubeConfig, nodeName, { add: onNode, update: (_p, c) => { onNode(c); }, delete: () => { onNode(undefined); } }, informerLog);
   informers.push(nodeWatch);
 
-  const [hh, hp] = [splitHostPort(options.healthzBindAddress, 'healthz-bind-address'), splitHostPort(options.metricsBindAddress, 'metrics-bind-address')];
+  const hh = bindAddress(options.healthzBindAddress, 'healthz-bind-address', configObjects, 'healthzBindAddress', '0.0.0.0:10256');
+  const hp = bindAddress(options.metricsBindAddress, 'metrics-bind-address', configObjects, 'metricsBindAddress', '127.0.0.1:10249');
   const servers: RunningServer[] = [];
   servers.push(await startHealthServer({ host: hh.host, port: hh.port, health, log }));
   servers.push(await startMetricsServer({ host: hp.host, port: hp.port, metrics, log, proxyMode: 'iptables', configz: () => ({ ...baseConfig, nodeName }) }));

@@ -46,8 +46,8 @@ Options:
   --hostname-override NAME     this node's name (default: $NODE_NAME, then the host name)
   --min-sync-period DURATION   coalesce changes for this long (default 1s)
   --sync-period DURATION       retry and drift-check interval (default 30s)
-  --healthz-bind-address ADDR  default 0.0.0.0:10256
-  --metrics-bind-address ADDR  default 127.0.0.1:10249
+  --healthz-bind-address ADDR  default: the config's healthzBindAddress, else 0.0.0.0:10256
+  --metrics-bind-address ADDR  default: the config's metricsBindAddress, else 127.0.0.1:10249
   --log-level LEVEL            debug, info, warn or error (default info)
   --iptables-backend MODE      auto, nft or legacy (default auto: the backend the node's
                                  existing rules use, like upstream iptables-wrapper)
@@ -116,8 +116,8 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
       dryRun: v['dry-run'] === true,
       cleanup: v.cleanup === true,
       iptablesBackend: backend,
-      healthzBindAddress: v['healthz-bind-address'] ?? '0.0.0.0:10256',
-      metricsBindAddress: v['metrics-bind-address'] ?? '127.0.0.1:10249',
+      ...(v['healthz-bind-address'] === undefined ? {} : { healthzBindAddress: v['healthz-bind-address'] }),
+      ...(v['metrics-bind-address'] === undefined ? {} : { metricsBindAddress: v['metrics-bind-address'] }),
       faultInjection: v['enable-fault-injection'] === true,
       log,
       stopSignal: stopSignal(),
