@@ -54,6 +54,17 @@ export interface ClusterOptions {
   readonly serviceAccountController?: boolean;
   /** Progress messages (default: silent). */
   readonly log?: (message: string) => void;
+  /** Audit every request these users make (metadata level) to <dir>/logs/audit.log; see Cluster.auditEvents. */
+  readonly auditUsers?: readonly string[];
+}
+
+/** One audited request (the fields the tests read). */
+export interface AuditEvent {
+  readonly verb: string;
+  readonly user: { readonly username: string };
+  readonly objectRef?: { readonly resource?: string; readonly subresource?: string; readonly apiGroup?: string; readonly name?: string };
+  readonly responseStatus?: { readonly code?: number };
+  readonly stage: string;
 }
 
 export interface Binaries {
@@ -217,6 +228,16 @@ export class Cluster {
     );
   }
 
+  /** The audit log's events so far (empty unless the cluster was started with auditUsers). */
+  auditEvents(): AuditEvent[] {
+    const path = join(this.state.dir, 'logs', 'audit.log');
+    if (!existsSync(path)) return [];
+    return readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '')
+      .map((l) => JSON.parse(l) as AuditEvent);
+  }
+
   /** Throws (with its log tail) if a daemon this process started has exited. */
   assertAlive(name: string): void {
     this.#daemons.get(name)?.assertAlive();
@@ -360,7 +381,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
       }),
     ]);
 
-    const apiserver = spawn('kube-apiserver', join(binaries.k8s, 'kube-apiserver'), apiserverArgs(state, pki));
+    const audit = options.auditUsers === undefined ? [] : await auditArgs(state, options.auditUsers);
+    const apiserver = spawn('kube-apiserver', join(binaries.k8s, 'kube-apiserver'), [...apiserverArgs(state, pki), ...audit]);
     await Promise.all([
       writeKubeconfig(state.kubeconfigs.admin, state.apiserver.url, pki.ca.cert, 'kpx-admin', pki.admin),
       writeKubeconfig(state.kubeconfigs.kubeProxy, state.apiserver.url, pki.ca.cert, 'system:kube-proxy', pki.kubeProxy),
@@ -406,6 +428,22 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
     await teardown(state, { keepDir: process.env.KPX_KEEP_CLUSTER_DIR === '1' });
     throw error;
   }
+}
+
+async function auditArgs(state: ClusterState, users: readonly string[]): Promise<string[]> {
+  const policy = join(state.dir, 'audit-policy.yaml');
+  mkdirSync(join(state.dir, 'logs'), { recursive: true });
+  await writeFile(
+    policy,
+    stringify({
+      apiVersion: 'audit.k8s.io/v1',
+      kind: 'Policy',
+      omitStages: ['RequestReceived'],
+      rules: [{ level: 'Metadata', users: [...users] }, { level: 'None' }],
+    }),
+  );
+  // The log backend writes each event before the response is sent (blocking mode), so a test reads what happened.
+  return [`--audit-policy-file=${policy}`, `--audit-log-path=${join(state.dir, 'logs', 'audit.log')}`, '--audit-log-mode=blocking'];
 }
 
 function apiserverArgs(state: ClusterState, pki: Pki): string[] {

@@ -1,73 +1,59 @@
 /**
  * kpx's node agent (`kpx run`) inside a node's network namespace, under the identity the Helm
- * chart creates: a ServiceAccount bound to kpx's least-privilege ClusterRole, authenticated with a
- * token minted through the TokenRequest API (what `kubectl create token` does). It runs with the
- * same KubeProxyConfiguration the harness gives the upstream kube-proxy, so both can be compared.
+ * chart creates: the chart's own ServiceAccount, ClusterRole and ClusterRoleBinding (rendered by
+ * the real helm from charts/kpx), authenticated with a token minted by `kubectl create token`. It
+ * runs with the same KubeProxyConfiguration the harness gives the upstream kube-proxy, so both can
+ * be compared.
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { renderChartText } from '../chart/helm.ts';
 import type { Cluster } from './cluster.ts';
 import { KUBE_PROXY_HEALTHZ_PORT, kubeProxyConfig, type KubeProxy } from './kube-proxy.ts';
 
-const KPX_BIN = fileURLToPath(new URL('../../controller/bin/kpx.js', import.meta.url));
+export const KPX_BIN = fileURLToPath(new URL('../../controller/bin/kpx.js', import.meta.url));
 
 export const KPX_NAMESPACE = 'kube-system';
 export const KPX_SERVICE_ACCOUNT = 'kpx';
 export const KPX_METRICS_PORT = 10249;
 
-/** The ClusterRole rules the chart grants kpx: system:node-proxier's plus kpx's own resources. */
-export const KPX_CLUSTER_ROLE_RULES = [
-  { apiGroups: [''], resources: ['services'], verbs: ['list', 'watch'] },
-  { apiGroups: ['discovery.k8s.io'], resources: ['endpointslices'], verbs: ['list', 'watch'] },
-  { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['', 'events.k8s.io'], resources: ['events'], verbs: ['create', 'patch', 'update'] },
-  { apiGroups: ['kpx.dev'], resources: ['nodeproxystatuses'], verbs: ['get', 'create', 'update', 'patch'] },
-  { apiGroups: ['kpx.dev'], resources: ['nodeproxystatuses/status'], verbs: ['get', 'update', 'patch'] },
-] as const;
-
 export interface KpxAgent extends KubeProxy {
   readonly metricsURL: string;
 }
 
-async function ensure(cluster: Cluster, path: string, object: { metadata: { name: string } }): Promise<void> {
-  try {
-    await cluster.api.create(path, object);
-  } catch (error) {
-    if (!/AlreadyExists|409/.test((error as Error).message)) throw error;
-    await cluster.api.replace(`${path}/${object.metadata.name}`, object);
-  }
-}
-
-/** Creates kpx's ServiceAccount, ClusterRole and binding, and a kubeconfig with a fresh token. */
-export async function installKpxIdentity(cluster: Cluster): Promise<string> {
-  await ensure(cluster, `/api/v1/namespaces/${KPX_NAMESPACE}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: KPX_SERVICE_ACCOUNT, namespace: KPX_NAMESPACE } } as never);
-  await ensure(cluster, '/apis/rbac.authorization.k8s.io/v1/clusterroles', { apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name: 'kpx' }, rules: KPX_CLUSTER_ROLE_RULES } as never);
-  await ensure(cluster, '/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
-    apiVersion: 'rbac.authorization.k8s.io/v1',
-    kind: 'ClusterRoleBinding',
-    metadata: { name: 'kpx' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'kpx' },
-    subjects: [{ kind: 'ServiceAccount', name: KPX_SERVICE_ACCOUNT, namespace: KPX_NAMESPACE }],
-  } as never);
-  const token = await cluster.api.create<{ status: { token: string } }>(`/api/v1/namespaces/${KPX_NAMESPACE}/serviceaccounts/${KPX_SERVICE_ACCOUNT}/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 24 * 3600 },
-  });
-  const path = join(cluster.dir, 'kpx.kubeconfig');
+/** A kubeconfig for the harness's apiserver that authenticates with `token`. */
+export async function writeTokenKubeconfig(cluster: Cluster, path: string, token: string): Promise<void> {
   await writeFile(
     path,
     stringify({
       apiVersion: 'v1',
       kind: 'Config',
       clusters: [{ name: 'harness', cluster: { server: cluster.state.apiserver.url, 'certificate-authority': cluster.credentials('admin').ca } }],
-      users: [{ name: 'kpx', user: { token: token.status.token } }],
+      users: [{ name: 'kpx', user: { token } }],
       contexts: [{ name: 'kpx', context: { cluster: 'harness', user: 'kpx' } }],
       'current-context': 'kpx',
     }),
   );
+}
+
+/** A token for the chart's ServiceAccount, minted the way an operator would (`kubectl create token`). */
+export async function mintKpxToken(cluster: Cluster): Promise<string> {
+  return (await cluster.kubectl(['create', 'token', KPX_SERVICE_ACCOUNT, '--namespace', KPX_NAMESPACE, '--duration', '24h'])).trim();
+}
+
+/**
+ * Applies the chart's ServiceAccount, ClusterRole and ClusterRoleBinding (helm template
+ * --show-only: the RBAC has one source, charts/kpx) and writes a kubeconfig with a fresh token.
+ */
+export async function installKpxIdentity(cluster: Cluster): Promise<string> {
+  const manifests = await renderChartText({
+    extraArgs: ['--show-only', 'templates/serviceaccount.yaml', '--show-only', 'templates/clusterrole.yaml', '--show-only', 'templates/clusterrolebinding.yaml'],
+  });
+  await cluster.kubectl(['apply', '--server-side', '--field-manager=kpx-e2e', '-f', '-'], manifests);
+  const path = join(cluster.dir, 'kpx.kubeconfig');
+  await writeTokenKubeconfig(cluster, path, await mintKpxToken(cluster));
   return path;
 }
 
