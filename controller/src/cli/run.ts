@@ -9,6 +9,7 @@ import { isLogLevel, jsonLogger } from '../agent/log.ts';
 import { BACKEND_FLAG_VALUES, isBackendFlag } from '../dataplane/backend.ts';
 import { KubeconfigError } from '../kube/kubeconfig.ts';
 import { parseDuration } from '../model/config.ts';
+import { stopSignal } from './signals.ts';
 import { PROXY_OPTIONS, proxyOverrides, UsageError } from './args.ts';
 import type { CommandIO } from './io.ts';
 
@@ -64,18 +65,8 @@ function duration(flag: string, text: string | undefined): number | undefined {
   return ms;
 }
 
-/** Resolves with the name of the first termination signal. */
-function stopSignal(): Promise<string> {
-  return new Promise((resolve) => {
-    const on = (signal: NodeJS.Signals): void => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(signal);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
-}
+/** After shutdown, exit even if a lingering handle (a socket, a timer) would keep the process up. */
+const EXIT_GRACE_MS = 2000;
 
 export async function runCommand(args: readonly string[], io: CommandIO): Promise<number> {
   let parsed;
@@ -107,7 +98,7 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
   if (port !== undefined && !/^[0-9]{1,5}$/.test(port)) throw new UsageError(`--apiserver-port "${port}" is not a port number`);
   const log = jsonLogger({ level, write: io.stderr });
   try {
-    return await runAgent({
+    const code = await runAgent({
       ...(v.kubeconfig === undefined ? {} : { kubeconfigPath: v.kubeconfig }),
       ...(v['apiserver-host'] === undefined ? {} : { apiServerHost: v['apiserver-host'] }),
       ...(port === undefined ? {} : { apiServerPort: Number(port) }),
@@ -122,6 +113,8 @@ export async function runCommand(args: readonly string[], io: CommandIO): Promis
       log,
       stopSignal: stopSignal(),
     });
+    setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
+    return code;
   } catch (error) {
     if (error instanceof KubeconfigError) throw new UsageError(error.message, { cause: error });
     log.error('kpx stopped', { error: (error as Error).message });
