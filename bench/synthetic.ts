@@ -13,7 +13,8 @@ export interface SyntheticOptions {
   readonly nodePortEvery?: number;
 }
 
-const ip = (base: number, n: number): string => `${String(base)}.${String((n >> 16) & 255)}.${String((n >> 8) & 255)}.${String(n & 255)}`;
+/** The n-th address of the /8 `base` (the generator's Service and pod addresses). */
+export const ip = (base: number, n: number): string => `${String(base)}.${String((n >> 16) & 255)}.${String((n >> 8) & 255)}.${String(n & 255)}`;
 
 export function syntheticCluster(options: SyntheticOptions): ClusterState {
   const nodes = options.nodes ?? 10;

@@ -219,4 +219,24 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
     }
     expect(await tables.get('IPv4')?.save('nat')).toContain('-A FOREIGN');
   });
+
+  it('repairs a whole `iptables -t nat -F` by table replacement with the built-in chains\' jumps back in place', async () => {
+    // Replacement builds the table from a dump; the jumps must be in that dump (the flush removed them).
+    // Last: it flushes the foreign rules the tests above rely on.
+    const p = newProxier({ replaceThreshold: 1 });
+    await p.sync();
+    const ipt = tables.get('IPv4');
+    if (ipt === undefined) throw new Error('no IPv4 iptables');
+    const jumps = (nat: string): string[] => nat.split('\n').filter((l) => /^-A (PREROUTING|OUTPUT|POSTROUTING) .*-j KUBE-/.test(l)).sort();
+    const before = jumps(await ipt.save('nat'));
+    expect(before.length).toBeGreaterThanOrEqual(3);
+    await ns.check('iptables', ['-t', 'nat', '-F']);
+    expect(jumps(await ipt.save('nat'))).toEqual([]);
+    expect(await p.checkDrift()).toBe(true);
+    const r = report(await p.sync());
+    expect(r.replacedTables).toEqual(['nat']);
+    expect(jumps(await ipt.save('nat'))).toEqual(before);
+    await expectNodeMatches(p);
+    expect(await p.checkDrift()).toBe(false);
+  });
 });

@@ -313,6 +313,16 @@ export class Proxier {
     if (kind === 'partial' && previous !== undefined) {
       plan = planPartial({ compiled, previous, changedServices: changed });
     } else {
+      // Like kube-proxy, a full sync ensures the jump rules first (their target chains created
+      // empty if missing), so the restore that fills the chains takes effect at once; and before
+      // the read, so a table replacement planned from that dump keeps them.
+      if (this.#o.dryRun !== true) {
+        try {
+          await this.#ensureJumps(compiled, dp);
+        } catch (error) {
+          throw fail('restore', (error as Error).message);
+        }
+      }
       let kernel: KernelDump;
       try {
         kernel = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
@@ -326,9 +336,6 @@ export class Proxier {
     for (const p of plan.replacePayloads.values()) payloadBytes += p.length;
     if (this.#o.dryRun !== true) {
       try {
-        // Like kube-proxy: on a full sync the jump rules are ensured first (their target chains
-        // created empty if missing), so the restore that fills the chains takes effect at once.
-        if (plan.kind === 'full') await this.#ensureJumps(compiled, dp);
         for (const [table, text] of plan.replacePayloads) await dp.iptables.restore(text, { noflush: false, table });
         if (plan.noflushPayload !== '') await dp.iptables.restore(plan.noflushPayload, { noflush: true });
       } catch (error) {
