@@ -18,8 +18,8 @@ import { parse, stringify } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CHART_DIR, helmOrThrow, NAMESPACE, parseManifests, RELEASE, renderChartText } from '../chart/helm.ts';
 import { startCluster, type Cluster } from './cluster.ts';
-import { KPX_BIN, KPX_SERVICE_ACCOUNT, mintKpxToken, writeTokenKubeconfig, type KpxAgent } from './kpx-agent.ts';
-import { KUBE_PROXY_HEALTHZ_PORT, programmedEndpoints, startKubeProxy, waitForKubeProxySync, type KubeProxy } from './kube-proxy.ts';
+import { KPX_BIN, KPX_SERVICE_ACCOUNT, kpxAgentHandle, mintKpxToken, writeTokenKubeconfig, type KpxAgent } from './kpx-agent.ts';
+import { startKubeProxy, waitForKubeProxySync, waitForProgrammedEndpoints, type KubeProxy } from './kube-proxy.ts';
 import { createPods, createWebService, waitForReadyEndpoints, type HarnessPod, type PodSet } from './pods.ts';
 import type { ProbeResult } from './probe.ts';
 import { canonical, compareRulesets, formatDifferences, kubeProxyPart, parseDump, project } from './rule-compare.ts';
@@ -112,21 +112,10 @@ describe('the Helm chart on a real apiserver', () => {
     const node = c().node(nodeName);
     const args = container.args.map((a) => a.replaceAll('$(NODE_NAME)', node.name).replace('=/etc/kpx/config.yaml', `=${configFile}`));
     c().startDaemon(processName, process.execPath, [KPX_BIN, ...args, `--kubeconfig=${kubeconfig}`], { netns: node.netns });
-    return {
-      node: node.name,
-      netns: node.netns,
-      processName,
-      configPath: configFile,
-      healthzURL: `http://${node.ip}:${String(KUBE_PROXY_HEALTHZ_PORT)}/healthz`,
-      metricsURL: `http://${node.ip}:10249/metrics`,
-    };
+    return kpxAgentHandle(c(), node.name, processName, configFile);
   };
 
-  const programmed = (agent: KubeProxy, spn: string, count: number): Promise<string[]> =>
-    waitFor(`${agent.node} to program ${String(count)} endpoints for ${spn}`, async () => {
-      const eps = programmedEndpoints(await c().iptablesSave(agent.netns, 'nat'), spn);
-      return eps.length === count ? eps : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 50, check: () => { c().assertAlive(agent.processName); } });
+  const programmed = (agent: KubeProxy, spn: string, count: number): Promise<string[]> => waitForProgrammedEndpoints(c(), agent, spn, count);
 
   const readLog = (processName: string): string => readFileSync(c().logPath(processName), 'utf8');
 

@@ -89,6 +89,12 @@ export async function startKpx(cluster: Cluster, nodeName: string, options: KpxO
     ],
     { netns: node.netns },
   );
+  return kpxAgentHandle(cluster, node.name, processName, configPath);
+}
+
+/** How tests reach an agent running in a node's namespace (healthz and metrics on the node IP). */
+export function kpxAgentHandle(cluster: Cluster, nodeName: string, processName: string, configPath: string): KpxAgent {
+  const node = cluster.node(nodeName);
   return {
     node: node.name,
     netns: node.netns,

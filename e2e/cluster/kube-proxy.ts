@@ -173,17 +173,17 @@ export function programmedEndpoints(natDump: string, servicePortName: string): s
   return [...found].sort();
 }
 
-/** Waits until kube-proxy on `proxy.node` has programmed exactly `count` endpoints for `ns/name:port`. */
-export async function waitForProgrammedEndpoints(cluster: Cluster, proxy: KubeProxy, servicePortName: string, count: number, timeoutMs = 30_000): Promise<string[]> {
+/** Waits until the proxy (kube-proxy or kpx) on `proxy.node` has programmed exactly `count` endpoints for `ns/name:port`. */
+export async function waitForProgrammedEndpoints(cluster: Cluster, proxy: KubeProxy, servicePortName: string, count: number, timeoutMs = 30_000, intervalMs = 200): Promise<string[]> {
   return waitFor(
-    `kube-proxy on ${proxy.node} to program ${String(count)} endpoints for ${servicePortName}`,
+    `${proxy.processName} on ${proxy.node} to program ${String(count)} endpoints for ${servicePortName}`,
     async () => {
       const endpoints = programmedEndpoints(await cluster.iptablesSave(proxy.netns, 'nat'), servicePortName);
       return endpoints.length === count ? endpoints : undefined;
     },
     {
       timeoutMs,
-      intervalMs: 200,
+      intervalMs,
       check: () => {
         cluster.assertAlive(proxy.processName);
       },
