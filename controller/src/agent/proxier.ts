@@ -5,21 +5,20 @@
  * The proxier knows nothing about the apiserver or HTTP: the agent feeds it object changes and
  * observes what it does through a ProxierObserver (metrics, health, status, events).
  */
-import { createHash } from 'node:crypto';
-import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
+import { CompileMemo, compileFamily, type CompiledFamily } from '../compile/compile.ts';
 import { ruleArgv } from '../compile/render.ts';
 import type { TableName } from '../compile/ruleset.ts';
 import { staleFlows, type Conntrack } from '../dataplane/conntrack.ts';
 import type { Iptables } from '../dataplane/iptables.ts';
 import { ChangeTracker } from '../kube/trackers.ts';
-import { buildProxyModels, type ProxyModels } from '../model/cluster.ts';
+import { buildProxyModels, ModelMemo, type ProxyModels } from '../model/cluster.ts';
 import type { ProxyConfigOverrides } from '../model/config.ts';
 import type { SourcedObject } from '../model/documents.ts';
 import type { JsonObject } from '../model/fields.ts';
 import type { IPFamily } from '../model/ip.ts';
 import { formatProblem } from '../model/problem.ts';
 import type { FamilyModel } from '../model/proxy-model.ts';
-import { detectDrift, planFull, planPartial, PLAN_TABLES, type AppliedState, type KernelDump, type SyncPlan } from '../plan/plan.ts';
+import { AppliedRules, detectDrift, planFull, planPartial, type AppliedState, type KernelDump, type SyncPlan } from '../plan/plan.ts';
 import { servingEndpointsOf } from '../sim/conntrack.ts';
 import { formatViolation, verifyCompiled } from '../sim/verify.ts';
 import type { Clock } from './clock.ts';
@@ -115,18 +114,6 @@ function union<T>(...sets: readonly ReadonlySet<T>[]): Set<T> {
   return out;
 }
 
-function hashApplied(applied: AppliedState): string {
-  const h = createHash('sha256');
-  for (const table of PLAN_TABLES) {
-    for (const [name, text] of applied[table]) {
-      h.update(`${table}\u0000${name}\u0000`);
-      h.update(text);
-      h.update('\u0001');
-    }
-  }
-  return h.digest('hex').slice(0, 16);
-}
-
 export class Proxier {
   readonly #o: ProxierOptions;
   readonly #services = new ChangeTracker('Service');
@@ -137,7 +124,7 @@ export class Proxier {
   #nodeSynced = false;
   #needFullSync = true;
   #lastFullSync: number | undefined;
-  readonly #applied = new Map<IPFamily, AppliedState>();
+  readonly #applied = new Map<IPFamily, AppliedRules>();
   readonly #lastCompiled = new Map<IPFamily, CompiledFamily>();
   #reportedProblems = new Set<string>();
   /** Changed services not yet applied (kept across failures so the retry still sees them). */
@@ -147,6 +134,9 @@ export class Proxier {
   #canariesReady = new Set<IPFamily>();
   /** Services with UDP ports at the last sync, per family (a removed one still needs its entries cleaned). */
   readonly #lastUdpServices = new Map<IPFamily, Set<string>>();
+  /** Unchanged objects are not read, modelled or compiled again (a partial sync costs what changed). */
+  readonly #modelMemo = new ModelMemo();
+  readonly #compileMemos = new Map<IPFamily, CompileMemo>();
 
   constructor(options: ProxierOptions) {
     this.#o = options;
@@ -163,7 +153,7 @@ export class Proxier {
 
   /** What kpx last applied per family (for tests and drift checks). */
   applied(family: IPFamily): AppliedState | undefined {
-    return this.#applied.get(family);
+    return this.#applied.get(family)?.state;
   }
 
   lastCompiled(family: IPFamily): CompiledFamily | undefined {
@@ -230,7 +220,7 @@ export class Proxier {
         nodes: this.#node === undefined ? [] : [wrap({ apiVersion: 'v1', kind: 'Node', ...this.#node })],
         proxyConfigurations: this.#o.configObjects,
       },
-      { overrides: this.#o.overrides },
+      { overrides: this.#o.overrides, memo: this.#modelMemo },
     );
     const seen = new Set<string>();
     for (const p of models.problems) {
@@ -293,7 +283,12 @@ export class Proxier {
       this.#o.log.error('sync failed', { family, stage, kind, error: message, violations: violations.slice(0, 20) });
       return new SyncError(stage, `${family}: ${message}`);
     };
-    let compiled = compileFamily(model);
+    let memo = this.#compileMemos.get(family);
+    if (memo === undefined) {
+      memo = new CompileMemo();
+      this.#compileMemos.set(family, memo);
+    }
+    let compiled = compileFamily(model, { memo });
     if (this.#o.faultInjection === true) compiled = injectFaults(compiled, this.#services.objects());
 
     // The gate: a partial sync proves what changed; a full sync proves everything.
@@ -309,9 +304,10 @@ export class Proxier {
 
     const dp = this.#o.dataplane(family);
     const previous = this.#applied.get(family);
+    const previousCompiled = this.#lastCompiled.get(family);
     let plan: SyncPlan;
-    if (kind === 'partial' && previous !== undefined) {
-      plan = planPartial({ compiled, previous, changedServices: changed });
+    if (kind === 'partial' && previous !== undefined && previousCompiled !== undefined) {
+      plan = planPartial({ compiled, previous: previous.state, previousCompiled, changedServices: changed });
     } else {
       // Like kube-proxy, a full sync ensures the jump rules first (their target chains created
       // empty if missing), so the restore that fills the chains takes effect at once; and before
@@ -342,7 +338,9 @@ export class Proxier {
         throw fail('restore', (error as Error).message);
       }
     }
-    this.#applied.set(family, plan.applied);
+    const applied = previous ?? new AppliedRules();
+    applied.apply(plan);
+    this.#applied.set(family, applied);
     this.#lastCompiled.set(family, compiled);
     const written = plan.tables.flatMap((t) => t.written);
     const deleted = plan.tables.flatMap((t) => t.deleted);
@@ -359,7 +357,7 @@ export class Proxier {
       deletedChains: deleted,
       replacedTables: [...plan.replacePayloads.keys()],
       payloadBytes,
-      rulesetHash: hashApplied(plan.applied),
+      rulesetHash: applied.hash,
       noLocalEndpoints: compiled.noLocalEndpoints,
     };
   }
@@ -450,7 +448,7 @@ export class Proxier {
           continue;
         }
         const kernel: KernelDump = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
-        const drift = detectDrift(family, applied, kernel);
+        const drift = detectDrift(family, applied.state, kernel);
         if (drift.length > 0) {
           drifted = true;
           const detail = drift.map((d) => `${d.table}: ${d.chains.slice(0, 5).join(', ')}${d.chains.length > 5 ? ` and ${String(d.chains.length - 5)} more` : ''}`).join('; ');

@@ -98,20 +98,40 @@ export interface CompiledFamily {
 
 /** Chains of one table under construction: declaration order plus rules. */
 class TableBuilder {
-  readonly #chains = new Map<string, Rule[]>();
+  /** Every chain, in declaration order. */
+  readonly #order: Chain[] = [];
+  /** The rules of the chains declared here, by name. */
+  readonly #declared = new Map<string, Rule[]>();
 
   declare(name: string): void {
-    if (!this.#chains.has(name)) this.#chains.set(name, []);
+    if (this.#declared.has(name)) return;
+    const rules: Rule[] = [];
+    this.#declared.set(name, rules);
+    this.#order.push({ name, rules });
   }
 
   add(chain: string, clauses: readonly Clause[], target: Target): void {
-    const rules = this.#chains.get(chain);
+    this.#rulesOf(chain).push(rule(clauses, target));
+  }
+
+  /**
+   * Adds a chain built elsewhere: the rules of a declared chain are appended; any other chain is
+   * kept as the very object (not indexed: a name put twice is declared twice, which the
+   * verification gate reports).
+   */
+  put(chain: Chain): void {
+    if (this.#declared.has(chain.name)) for (const r of chain.rules) this.#rulesOf(chain.name).push(r);
+    else this.#order.push(chain);
+  }
+
+  #rulesOf(chain: string): Rule[] {
+    const rules = this.#declared.get(chain);
     if (rules === undefined) throw new Error(`Chain ${chain} was not declared before adding a rule to it`);
-    rules.push(rule(clauses, target));
+    return rules;
   }
 
   build(): Chain[] {
-    return [...this.#chains].map(([name, rules]) => ({ name, rules }));
+    return this.#order;
   }
 }
 
@@ -431,21 +451,77 @@ function writeNodePortsDispatch(w: Writers): void {
   for (const ip of node.nodePortAddresses) w.nat.add(KUBE_SERVICES, [last, dst(ip)], jump(KUBE_NODEPORTS));
 }
 
-/** Compiles one family's model into kpx's chains (a full sync). */
-export function compileFamily(model: FamilyModel): CompiledFamily {
+/** One service port's compiled rules: its own nat chains whole, and its rules in the top-level chains. */
+interface Fragment {
+  readonly compiled: CompiledServicePort;
+  readonly filter: readonly Chain[];
+  readonly nat: readonly Chain[];
+}
+
+function topLevelBuilders(): { filter: TableBuilder; nat: TableBuilder } {
   const filter = new TableBuilder();
   const nat = new TableBuilder();
   for (const c of FILTER_TOP_CHAINS) filter.declare(c);
+  for (const c of NAT_TOP_CHAINS) nat.declare(c);
+  return { filter, nat };
+}
+
+function compileFragment(node: NodeContext, largeClusterMode: boolean, sp: ServicePort, endpoints: readonly Endpoint[]): Fragment {
+  const { filter, nat } = topLevelBuilders();
+  const compiled = compileServicePort({ filter, nat, node, largeClusterMode }, sp, endpoints);
+  const used = (c: Chain): boolean => c.rules.length > 0 || compiled.natChains.includes(c.name);
+  return { compiled, filter: filter.build().filter((c) => c.rules.length > 0), nat: nat.build().filter(used) };
+}
+
+/**
+ * What compiling one model leaves for the next (the agent's syncs): a service port whose
+ * ServicePort and endpoints are the same objects as last time (see ModelMemo) gets its fragment
+ * back instead of being compiled again, its chains the very same objects.
+ */
+export class CompileMemo {
+  #key: string | undefined;
+  #fragments = new WeakMap<ServicePort, { readonly endpoints: readonly Endpoint[] | undefined; readonly fragment: Fragment }>();
+
+  /** Forgets everything when what every service port's rules depend on changed. */
+  forContext(node: NodeContext, largeClusterMode: boolean): void {
+    const key = JSON.stringify({ node, largeClusterMode });
+    if (key === this.#key) return;
+    this.#key = key;
+    this.#fragments = new WeakMap();
+  }
+
+  fragment(sp: ServicePort, endpoints: readonly Endpoint[] | undefined, compile: () => Fragment): Fragment {
+    const known = this.#fragments.get(sp);
+    if (known !== undefined && known.endpoints === endpoints) return known.fragment;
+    const fragment = compile();
+    this.#fragments.set(sp, { endpoints, fragment });
+    return fragment;
+  }
+}
+
+export interface CompileOptions {
+  readonly memo?: CompileMemo;
+}
+
+/** Compiles one family's model into kpx's chains (a full sync). */
+export function compileFamily(model: FamilyModel, options: CompileOptions = {}): CompiledFamily {
+  const { filter, nat } = topLevelBuilders();
   // kube-proxy declares KUBE-FIREWALL in the restore only for IPv4 with localhost NodePorts.
   if (model.family === 'IPv4' && model.node.localhostNodePorts) filter.declare(KUBE_FIREWALL);
-  for (const c of NAT_TOP_CHAINS) nat.declare(c);
   const w: Writers = { filter, nat, node: model.node, largeClusterMode: model.largeClusterMode };
+  const memo = options.memo;
+  memo?.forContext(model.node, model.largeClusterMode);
 
   writeFixedRules(w);
   let internal = 0;
   let external = 0;
   const servicePorts = model.servicePorts.map((sp) => {
-    const compiled = compileServicePort(w, sp, model.endpoints.get(sp.key) ?? []);
+    const endpoints = model.endpoints.get(sp.key);
+    const build = (): Fragment => compileFragment(model.node, model.largeClusterMode, sp, endpoints ?? []);
+    const fragment = memo === undefined ? build() : memo.fragment(sp, endpoints, build);
+    for (const c of fragment.filter) filter.put(c);
+    for (const c of fragment.nat) nat.put(c);
+    const compiled = fragment.compiled;
     const anyEndpoints = compiled.categories.hasAnyEndpoints;
     if (anyEndpoints && !compiled.hasInternal) internal++;
     if (anyEndpoints && !compiled.hasExternal) external++;

@@ -11,13 +11,13 @@ import {
   type ProxyConfigOverrides,
 } from './config.ts';
 import type { SourcedObject } from './documents.ts';
-import { readEndpointSlice, type EndpointSliceInfo } from './endpointslice.ts';
+import { readEndpointSlice, type EndpointSliceInfo, type EndpointSliceReading } from './endpointslice.ts';
 import type { JsonObject } from './fields.ts';
 import { parseIP, type IPFamily } from './ip.ts';
 import { readNode, type NodeInfo } from './node.ts';
 import { FieldError, objectLabel, type Problem } from './problem.ts';
-import { buildFamilyModel, nodeAddresses, nodeContext, type FamilyModel } from './proxy-model.ts';
-import { readService, type ServiceInfo } from './service.ts';
+import { buildFamilyModel, FamilyModelMemo, nodeAddresses, nodeContext, type FamilyModel } from './proxy-model.ts';
+import { readService, type ServiceInfo, type ServiceReading } from './service.ts';
 
 export interface ClusterState {
   readonly services: readonly SourcedObject[];
@@ -75,6 +75,66 @@ export interface BuildOptions {
   readonly overrides?: ProxyConfigOverrides;
   /** The mark text, when it must differ from Go's `%#08x` (upstream's tests inject `0x4000`). */
   readonly masqueradeMark?: string;
+  /** Kept between builds by a caller that rebuilds often (the agent); see ModelMemo. */
+  readonly memo?: ModelMemo;
+}
+
+type Reading<T> = { readonly value: T } | { readonly error: FieldError };
+
+/**
+ * What a build leaves for the next one: an object read before (the same object, under the same
+ * configuration) is not read again, and each family's per-Service results are reused (so an
+ * unchanged Service yields the very same ServicePort and Endpoint objects).
+ */
+export class ModelMemo {
+  #configKey: string | undefined;
+  #services = new WeakMap<JsonObject, Reading<ServiceReading>>();
+  readonly #slices = new WeakMap<JsonObject, Reading<EndpointSliceReading>>();
+  #families = new Map<IPFamily, FamilyModelMemo>();
+
+  /** Services are read under a configuration: another one forgets them. */
+  forConfig(config: ProxyConfig): void {
+    const key = JSON.stringify(config);
+    if (key === this.#configKey) return;
+    this.#configKey = key;
+    this.#services = new WeakMap();
+    this.#families = new Map();
+  }
+
+  service(obj: JsonObject, config: ProxyConfig): Reading<ServiceReading> {
+    return remembered(this.#services, obj, () => readService(obj, config));
+  }
+
+  endpointSlice(obj: JsonObject): Reading<EndpointSliceReading> {
+    return remembered(this.#slices, obj, () => readEndpointSlice(obj));
+  }
+
+  family(family: IPFamily): FamilyModelMemo {
+    let memo = this.#families.get(family);
+    if (memo === undefined) {
+      memo = new FamilyModelMemo();
+      this.#families.set(family, memo);
+    }
+    return memo;
+  }
+}
+
+function remembered<T>(cache: WeakMap<JsonObject, Reading<T>>, obj: JsonObject, read: () => T): Reading<T> {
+  let known = cache.get(obj);
+  if (known === undefined) {
+    known = attempt(read);
+    cache.set(obj, known);
+  }
+  return known;
+}
+
+function attempt<T>(read: () => T): Reading<T> {
+  try {
+    return { value: read() };
+  } catch (error) {
+    if (!(error instanceof FieldError)) throw error;
+    return { error };
+  }
 }
 
 export interface ProxyModels {
@@ -88,13 +148,14 @@ export interface ProxyModels {
 
 /** Runs `read` on one object, turning a FieldError into a problem line. */
 function guarded<T>(o: SourcedObject, kind: string, problems: Problem[], read: (obj: JsonObject) => T): T | undefined {
-  try {
-    return read(o.object);
-  } catch (error) {
-    if (!(error instanceof FieldError)) throw error;
-    problems.push({ kind: 'invalid', source: o.source, object: labelOf({ ...o.object, kind }), message: error.message });
-    return undefined;
-  }
+  return used(o, kind, problems, attempt(() => read(o.object)));
+}
+
+/** The value of a reading, or a problem line naming the object and field. */
+function used<T>(o: SourcedObject, kind: string, problems: Problem[], reading: Reading<T>): T | undefined {
+  if ('value' in reading) return reading.value;
+  problems.push({ kind: 'invalid', source: o.source, object: labelOf({ ...o.object, kind }), message: reading.error.message });
+  return undefined;
 }
 
 /** Later objects with the same identity replace earlier ones (like applying them in order). */
@@ -132,16 +193,18 @@ export function buildProxyModels(state: ClusterState, options: BuildOptions = {}
     config = { ...config, detectLocalMode: 'ClusterCIDR', nodeIPs: config.nodeIPs.filter((ip) => parseIP(ip) !== undefined) };
   }
 
+  const memo = options.memo;
+  memo?.forConfig(config);
   const services: ServiceInfo[] = [];
   for (const o of state.services) {
-    const read = guarded(o, 'Service', problems, (obj) => readService(obj, config));
+    const read = used(o, 'Service', problems, memo?.service(o.object, config) ?? attempt(() => readService(o.object, config)));
     if (read === undefined) continue;
     if (read.kind === 'ignored') problems.push({ kind: 'ignored', source: o.source, object: labelOf({ ...o.object, kind: 'Service' }), message: read.reason });
     else services.push(read.service);
   }
   const slices: EndpointSliceInfo[] = [];
   for (const o of state.endpointSlices) {
-    const read = guarded(o, 'EndpointSlice', problems, readEndpointSlice);
+    const read = used(o, 'EndpointSlice', problems, memo?.endpointSlice(o.object) ?? attempt(() => readEndpointSlice(o.object)));
     if (read === undefined) continue;
     const label = labelOf({ ...o.object, kind: 'EndpointSlice' });
     if (read.kind === 'ignored') {
@@ -166,7 +229,7 @@ export function buildProxyModels(state: ClusterState, options: BuildOptions = {}
         services: uniqueServices,
         slices: uniqueSlices,
         node: nodeContext({ config, node, family, masqueradeMark: mark }),
-      }),
+      }, memo?.family(family)),
     ),
     problems,
     serviceCount: uniqueServices.length,

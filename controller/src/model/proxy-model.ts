@@ -153,12 +153,49 @@ export function endpointsFor(
   family: IPFamily,
   nodeName: string,
 ): Map<string, Endpoint[]> {
-  const wanted = new Set(servicePorts.map((sp) => sp.key));
+  const out = new Map<string, Endpoint[]>();
+  const byService = slicesByService(slices, family);
+  for (const [service, ports] of portsByService(servicePorts)) {
+    for (const [key, list] of serviceEndpoints(ports, byService.get(service) ?? [], nodeName)) out.set(key, list);
+  }
+  return out;
+}
+
+/** `namespace/name` of the Service a port or slice belongs to. */
+function serviceKeyOf(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+function portsByService(servicePorts: readonly ServicePort[]): Map<string, ServicePort[]> {
+  const out = new Map<string, ServicePort[]>();
+  for (const sp of servicePorts) {
+    const key = serviceKeyOf(sp.namespace, sp.serviceName);
+    const list = out.get(key);
+    if (list === undefined) out.set(key, [sp]);
+    else list.push(sp);
+  }
+  return out;
+}
+
+/** This family's slices per Service, each list in slice-name order (the order kube-proxy merges them in). */
+function slicesByService(slices: readonly EndpointSliceInfo[], family: IPFamily): Map<string, EndpointSliceInfo[]> {
+  const out = new Map<string, EndpointSliceInfo[]>();
+  for (const slice of slices) {
+    if (slice.family !== family) continue;
+    const key = serviceKeyOf(slice.namespace, slice.serviceName);
+    const list = out.get(key);
+    if (list === undefined) out.set(key, [slice]);
+    else list.push(slice);
+  }
+  for (const list of out.values()) if (list.length > 1) list.sort((a, b) => compareStrings(a.name, b.name));
+  return out;
+}
+
+/** The endpoints of one Service's ports, from that Service's slices (slice-name order). */
+function serviceEndpoints(ports: readonly ServicePort[], slices: readonly EndpointSliceInfo[], nodeName: string): Map<string, Endpoint[]> {
+  const wanted = new Set(ports.map((sp) => sp.key));
   const byKey = new Map<string, Map<string, Endpoint>>();
-  const sorted = slices
-    .filter((s) => s.family === family)
-    .toSorted((a, b) => compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`));
-  for (const slice of sorted) {
+  for (const slice of slices) {
     for (const port of slice.ports) {
       const key = `${servicePortName(slice.namespace, slice.serviceName, port.name)}/${port.protocol}`;
       if (!wanted.has(key)) continue;
@@ -285,16 +322,77 @@ export interface FamilyModelInput {
   readonly node: NodeContext;
 }
 
-export function buildFamilyModel(input: FamilyModelInput): FamilyModel {
+/**
+ * What one family's model build leaves for the next (the agent's syncs): a Service whose
+ * ServiceInfo and slices are the same objects as last time gets the same ServicePort and Endpoint
+ * arrays back, so everything downstream can tell "unchanged" by identity.
+ */
+export class FamilyModelMemo {
+  #nodeKey: string | undefined;
+  #ports = new WeakMap<ServiceInfo, readonly ServicePort[]>();
+  #endpoints = new Map<string, { readonly ports: readonly ServicePort[]; readonly slices: readonly EndpointSliceInfo[]; readonly result: ReadonlyMap<string, readonly Endpoint[]> }>();
+
+  /** Forgets everything when the node context changed (it decides locality and addresses). */
+  forNode(node: NodeContext): void {
+    const key = JSON.stringify(node);
+    if (key === this.#nodeKey) return;
+    this.#nodeKey = key;
+    this.#ports = new WeakMap();
+    this.#endpoints = new Map();
+  }
+
+  ports(service: ServiceInfo, family: IPFamily): readonly ServicePort[] {
+    let ports = this.#ports.get(service);
+    if (ports === undefined) {
+      ports = servicePortsFor(service, family);
+      this.#ports.set(service, ports);
+    }
+    return ports;
+  }
+
+  endpoints(service: string, ports: readonly ServicePort[], slices: readonly EndpointSliceInfo[], nodeName: string): ReadonlyMap<string, readonly Endpoint[]> {
+    const known = this.#endpoints.get(service);
+    if (known?.ports === ports && known.slices.length === slices.length && known.slices.every((s, i) => s === slices[i])) return known.result;
+    const result = serviceEndpoints(ports, slices, nodeName);
+    this.#endpoints.set(service, { ports, slices, result });
+    return result;
+  }
+
+  /** Drops Services that no longer exist. */
+  retain(services: ReadonlySet<string>): void {
+    for (const key of this.#endpoints.keys()) if (!services.has(key)) this.#endpoints.delete(key);
+  }
+}
+
+export function buildFamilyModel(input: FamilyModelInput, memo?: FamilyModelMemo): FamilyModel {
   const { node } = input;
-  const servicePorts = input.services
-    .flatMap((s) => servicePortsFor(s, node.family))
-    .sort((a, b) => compareStrings(a.spn, b.spn) || compareStrings(a.protocol, b.protocol));
-  const endpoints = endpointsFor(servicePorts, input.slices, node.family, node.name);
+  const family = node.family;
+  memo?.forNode(node);
+  let servicePorts: ServicePort[];
+  let endpoints: Map<string, readonly Endpoint[]>;
+  if (memo === undefined) {
+    servicePorts = input.services.flatMap((s) => servicePortsFor(s, family));
+    endpoints = endpointsFor(servicePorts, input.slices, family, node.name);
+  } else {
+    servicePorts = [];
+    endpoints = new Map();
+    const byService = slicesByService(input.slices, family);
+    const seen = new Set<string>();
+    for (const service of input.services) {
+      const ports = memo.ports(service, family);
+      if (ports.length === 0) continue;
+      const key = serviceKeyOf(service.namespace, service.name);
+      seen.add(key);
+      for (const sp of ports) servicePorts.push(sp);
+      for (const [spKey, list] of memo.endpoints(key, ports, byService.get(key) ?? [], node.name)) endpoints.set(spKey, list);
+    }
+    memo.retain(seen);
+  }
+  servicePorts.sort((a, b) => compareStrings(a.spn, b.spn) || compareStrings(a.protocol, b.protocol));
   let total = 0;
   for (const list of endpoints.values()) total += list.length;
   return {
-    family: node.family,
+    family,
     node,
     servicePorts,
     endpoints,

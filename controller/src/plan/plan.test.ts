@@ -4,7 +4,7 @@ import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
 import { renderSave } from '../compile/render.ts';
 import { buildProxyModels, classifyObjects } from '../model/cluster.ts';
 import { decodeDocuments, type SourcedObject } from '../model/documents.ts';
-import { detectDrift, planFull, planPartial, type KernelDump } from './plan.ts';
+import { AppliedRules, detectDrift, planFull, planPartial, type AppliedState, type KernelDump, type SyncPlan } from './plan.ts';
 
 const EXAMPLE = decodeDocuments(readFileSync(new URL('../../../examples/cluster.yaml', import.meta.url), 'utf8'), 'example');
 
@@ -33,6 +33,13 @@ function dumpOf(compiled: CompiledFamily): KernelDump {
     return text.slice(start, text.indexOf('COMMIT\n', start) + 'COMMIT\n'.length);
   };
   return { filter: table('filter'), nat: table('nat') };
+}
+
+/** What the node holds after `plans` were applied in order. */
+function appliedAfter(...plans: SyncPlan[]): AppliedState {
+  const rules = new AppliedRules();
+  for (const p of plans) rules.apply(p);
+  return rules.state;
 }
 
 const EMPTY: KernelDump = { filter: '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', nat: '*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n' };
@@ -83,35 +90,70 @@ describe('planFull', () => {
 describe('planPartial', () => {
   it('writes nothing when nothing changed', () => {
     const compiled = compile(EXAMPLE);
-    const applied = planFull({ compiled, kernel: EMPTY }).applied;
-    const plan = planPartial({ compiled, previous: applied, changedServices: new Set(['shop/frontend']) });
+    const applied = appliedAfter(planFull({ compiled, kernel: EMPTY }));
+    const plan = planPartial({ compiled: compile(EXAMPLE), previous: applied, previousCompiled: compiled, changedServices: new Set(['shop/frontend']) });
     expect(plan.noflushPayload).toBe('');
   });
 
   it('writes the changed service chains, deletes the gone endpoint, and leaves KUBE-SERVICES alone', () => {
-    const applied = planFull({ compiled: compile(EXAMPLE), kernel: EMPTY }).applied;
-    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, changedServices: new Set(['shop/frontend']) });
+    const before = compile(EXAMPLE);
+    const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
+    const after = compile(withoutFirstFrontendEndpoint());
+    const plan = planPartial({ compiled: after, previous: applied, previousCompiled: before, changedServices: new Set(['shop/frontend']) });
     const nat = plan.tables.find((t) => t.table === 'nat');
     expect(nat?.written).not.toContain('KUBE-SERVICES');
     expect(nat?.written.length).toBeGreaterThan(0);
     expect(nat?.deleted).toHaveLength(1);
     expect(plan.noflushPayload).not.toMatch(/^-A KUBE-SERVICES/m);
     expect(plan.tables.find((t) => t.table === 'filter')?.written).toEqual([]);
+    // Applied on top of the previous state, it gives what a full plan of the new compile gives.
+    expect(appliedAfter(planFull({ compiled: before, kernel: EMPTY }), plan)).toEqual(appliedAfter(planFull({ compiled: after, kernel: EMPTY })));
+  });
+
+  it('removes every chain of a deleted Service and its KUBE-SERVICES rules', () => {
+    const before = compile(EXAMPLE);
+    const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
+    const after = compile(EXAMPLE.filter((o) => (o.object.metadata as { name?: string } | undefined)?.name !== 'frontend'));
+    const plan = planPartial({ compiled: after, previous: applied, previousCompiled: before, changedServices: new Set(['shop/frontend']) });
+    const frontendChains = before.servicePorts.filter((sp) => sp.servicePort.serviceName === 'frontend').flatMap((sp) => sp.natChains);
+    expect(frontendChains.length).toBeGreaterThan(2);
+    expect(plan.tables.find((t) => t.table === 'nat')?.deleted.toSorted()).toEqual(frontendChains.toSorted());
+    expect(plan.tables.find((t) => t.table === 'nat')?.written).toContain('KUBE-SERVICES');
+    expect(appliedAfter(planFull({ compiled: before, kernel: EMPTY }), plan)).toEqual(appliedAfter(planFull({ compiled: after, kernel: EMPTY })));
   });
 
   it('does not look at chains of services it was not told changed (kube-proxy partial-sync semantics)', () => {
-    const applied = planFull({ compiled: compile(EXAMPLE), kernel: EMPTY }).applied;
-    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, changedServices: new Set(['shop/payments']) });
+    const before = compile(EXAMPLE);
+    const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
+    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, previousCompiled: before, changedServices: new Set(['shop/payments']) });
     expect(plan.tables.flatMap((t) => t.written)).toEqual([]);
-    // …except that a chain no longer compiled at all is still deleted.
-    expect(plan.tables.find((t) => t.table === 'nat')?.deleted).toHaveLength(1);
+    expect(plan.tables.flatMap((t) => t.deleted)).toEqual([]);
+  });
+});
+
+describe('AppliedRules', () => {
+  it('hashes the chains, not the order they were applied in, and follows partial plans', () => {
+    const before = compile(EXAMPLE);
+    const after = compile(withoutFirstFrontendEndpoint());
+    const full = (c: CompiledFamily): AppliedRules => {
+      const r = new AppliedRules();
+      r.apply(planFull({ compiled: c, kernel: EMPTY }));
+      return r;
+    };
+    const stepped = full(before);
+    const hashBefore = stepped.hash;
+    expect(hashBefore).toMatch(/^[0-9a-f]{16}$/);
+    stepped.apply(planPartial({ compiled: after, previous: stepped.state, previousCompiled: before, changedServices: new Set(['shop/frontend']) }));
+    expect(stepped.hash).not.toBe(hashBefore);
+    expect(stepped.hash).toBe(full(after).hash);
+    expect(full(before).hash).toBe(hashBefore);
   });
 });
 
 describe('detectDrift', () => {
   it('sees nothing when the node holds what was applied, and names an edited chain', () => {
     const compiled = compile(EXAMPLE);
-    const applied = planFull({ compiled, kernel: EMPTY }).applied;
+    const applied = appliedAfter(planFull({ compiled, kernel: EMPTY }));
     const dump = dumpOf(compiled);
     expect(detectDrift('IPv4', applied, dump)).toEqual([]);
     const edited = dump.nat.split('\n').filter((l) => !l.startsWith('-A KUBE-NODEPORTS')).join('\n');
