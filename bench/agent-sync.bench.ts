@@ -8,7 +8,8 @@
  *   2. a restarted agent (new Proxier over the same kernel state): its full sync writes 0 chains;
  *   3. partial syncs after one Service's endpoints change, then after 1% of the Services change;
  *   4. a full sync after every endpoint changed (whole-table replacement, not --noflush per chain);
- *   5. the drift check (canary + read-back), then a drift repair after an external chain flush;
+ *   5. the drift check with a read-back (twice: the second parses only what changed) and between
+ *      read-backs (canary and jumps only), then a drift repair after an external chain flush;
  *   6. baseline (small sizes only, it is quadratic): the same full ruleset re-applied with plain
  *      `iptables-restore --noflush` over the existing rules, as a naive full sync does;
  *   7. an external `iptables -t nat -F` (issue 5's fault): detected, and repaired by a full sync.
@@ -155,6 +156,10 @@ class TimedIptables implements DataplaneIptables {
 
   chainExists(...args: Parameters<Iptables['chainExists']>): Promise<boolean> {
     return this.#timed(() => this.#inner.chainExists(...args));
+  }
+
+  hasRule(...args: Parameters<Iptables['hasRule']>): Promise<boolean> {
+    return this.#timed(() => this.#inner.hasRule(...args));
   }
 }
 
@@ -361,17 +366,24 @@ async function benchSize(services: number, naive: boolean): Promise<SizeResult> 
     await expectKernel('all-changed full sync');
 
     // 5. Drift check on a clean node, then an external flush of one chain detected and repaired.
-    const drift = await measure(() => agent.checkDrift());
-    rows.push({ step: '5a drift check (canary + read-back)', seconds: drift.seconds, kernelSeconds: drift.kernelSeconds });
+    const drift = await measure(() => agent.checkDrift({ readBack: 'now' }));
+    rows.push({ step: '5a drift check with read-back (canary, jumps, read-back)', seconds: drift.seconds, kernelSeconds: drift.kernelSeconds });
     check(!drift.value, 'the drift check reported drift on an untouched node');
+    const again = await measure(() => agent.checkDrift({ readBack: 'now' }));
+    rows.push({ step: '5c drift check with read-back, again (nothing changed since the last)', seconds: again.seconds, kernelSeconds: again.kernelSeconds });
+    check(!again.value, 'the second drift check reported drift on an untouched node');
+    // Right after a read-back the next one is not due (READBACK_TIME_SHARE): the check every sync period costs this.
+    const cheap = await measure(() => agent.checkDrift());
+    rows.push({ step: '5d drift check between read-backs (canary, jumps)', seconds: cheap.seconds, kernelSeconds: cheap.kernelSeconds });
+    check(!cheap.value, 'the drift check between read-backs reported drift on an untouched node');
     const victim = [...(agent.applied('IPv4')?.nat.keys() ?? [])].find((c) => c.startsWith('KUBE-SVC-'));
     if (victim === undefined) throw new BenchFailure('no KUBE-SVC chain in what kpx applied');
     const flushArgs = ['-t', 'nat', '-F', victim];
     checkInNamespace(ns, await runInNamespace(ns, 'iptables', flushArgs), 'iptables', flushArgs);
-    check(await agent.checkDrift(), `the drift check missed the flush of ${victim}`);
+    check(await agent.checkDrift({ readBack: 'now' }), `the drift check missed the flush of ${victim}`);
     const r5 = await sync('5b drift repair: full sync, 1 chain', agent);
     check(r5.kind === 'full' && r5.writtenChains.length === 1 && r5.writtenChains[0] === victim && r5.replacedTables.length === 0, `the repair wrote [${r5.writtenChains.slice(0, 5).join(',')}] (replacing [${r5.replacedTables.join(',')}]), expected only ${victim}`);
-    check(!(await agent.checkDrift()), 'drift remains after the repair');
+    check(!(await agent.checkDrift({ readBack: 'now' })), 'drift remains after the repair');
     await expectKernel('drift repair');
 
     // 6. Baseline: what a naive full sync does, the whole ruleset again under --noflush.
@@ -381,7 +393,7 @@ async function benchSize(services: number, naive: boolean): Promise<SizeResult> 
       const text = renderRestore(compiled);
       const [, naiveSeconds] = await timed(() => ipt.restore(text, { noflush: true }));
       rows.push({ step: '6 naive: whole ruleset, --noflush', seconds: naiveSeconds });
-      check(!(await agent.checkDrift()), 'the naive re-apply left rules that differ from what kpx applied');
+      check(!(await agent.checkDrift({ readBack: 'now' })), 'the naive re-apply left rules that differ from what kpx applied');
       await expectKernel('naive re-apply');
     }
 
@@ -389,10 +401,11 @@ async function benchSize(services: number, naive: boolean): Promise<SizeResult> 
     // 7. An external flush of the whole nat table (built-in chains included): detected, repaired.
     const flushAll = ['-t', 'nat', '-F'];
     checkInNamespace(ns, await runInNamespace(ns, 'iptables', flushAll), 'iptables', flushAll);
-    check(await agent.checkDrift(), 'the drift check missed `iptables -t nat -F`');
+    // Caught by the jump check alone: the read-back is not due right after the last one.
+    check(await agent.checkDrift(), 'the drift check (between read-backs) missed `iptables -t nat -F`');
     const r7 = await sync('7 repair after `iptables -t nat -F`', agent);
     check(r7.kind === 'full', `the repair after a nat flush was ${r7.kind}`);
-    check(!(await agent.checkDrift()), 'drift remains after repairing the nat flush');
+    check(!(await agent.checkDrift({ readBack: 'now' })), 'drift remains after repairing the nat flush');
     await expectKernel('repair after `iptables -t nat -F`');
   } catch (error) {
     failure = error instanceof Error ? error.message : String(error);
@@ -415,6 +428,8 @@ const RATIOS: readonly (readonly [label: string, numerator: string, denominator:
   ['restart/full', '2 ', '1 '],
   ['replace/first', '4 ', '1 '],
   ['drift-check/full', '5a ', '1 '],
+  ['drift-check-again/full', '5c ', '1 '],
+  ['drift-check-between/partial(1 svc)', '5d ', '3a '],
   ['nat-flush-repair/full', '7 ', '1 '],
   ['replace/naive', '4 ', '6 '],
   ['restart/naive', '2 ', '6 '],
@@ -461,6 +476,8 @@ async function main(): Promise<void> {
     ['partial-1%', '3b '],
     ['replace', '4 '],
     ['drift', '5a '],
+    ['drift-again', '5c '],
+    ['drift-cheap', '5d '],
     ['naive', '6 '],
     ['nat-F', '7 '],
   ];

@@ -7,10 +7,10 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cleanupRules } from '../../controller/src/agent/cleanup.ts';
-import { systemClock } from '../../controller/src/agent/clock.ts';
+import { FakeClock, systemClock, type Clock } from '../../controller/src/agent/clock.ts';
 import { FAULT_ANNOTATION } from '../../controller/src/agent/faults.ts';
 import { silentLogger } from '../../controller/src/agent/log.ts';
-import { CANARY_CHAIN, Proxier, SyncError, type FamilySyncReport } from '../../controller/src/agent/proxier.ts';
+import { CANARY_CHAIN, Proxier, SyncError, type FamilySyncReport, type ProxierObserver } from '../../controller/src/agent/proxier.ts';
 import { execaRunner } from '../../controller/src/dataplane/exec.ts';
 import { Iptables } from '../../controller/src/dataplane/iptables.ts';
 import { decodeDocuments } from '../../controller/src/model/documents.ts';
@@ -42,7 +42,7 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
   let ns: NetworkNamespace;
   const tables = new Map<IPFamily, Iptables>();
 
-  const newProxier = (options: { replaceThreshold?: number; faultInjection?: boolean } = {}): Proxier => {
+  const newProxier = (options: { replaceThreshold?: number; faultInjection?: boolean; clock?: Clock; observer?: ProxierObserver } = {}): Proxier => {
     const p = new Proxier({
       overrides: { nodeName: 'node-a' },
       configObjects,
@@ -52,8 +52,8 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
         return { iptables: t };
       },
       log: silentLogger,
-      clock: systemClock(),
       ...options,
+      clock: options.clock ?? systemClock(),
     });
     for (const s of ofKind('Service')) p.onServiceChange(undefined, s);
     for (const s of ofKind('EndpointSlice')) p.onEndpointSliceChange(undefined, s);
@@ -163,11 +163,11 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
     await ns.check('iptables', ['-t', 'nat', '-N', 'FOREIGN']);
     await ns.check('iptables', ['-t', 'nat', '-A', 'FOREIGN', '-p', 'tcp', '--dport', '2222', '-j', 'DNAT', '--to-destination', '10.9.9.9:22']);
     await ns.check('iptables', ['-t', 'nat', '-A', 'PREROUTING', '-j', 'FOREIGN']);
-    expect(await p.checkDrift()).toBe(false);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(false);
     for (const chain of ['KUBE-SERVICES', 'KUBE-NODEPORTS', 'KUBE-POSTROUTING', 'KUBE-MARK-MASQ']) await ns.check('iptables', ['-t', 'nat', '-F', chain]);
     const svcChains = (await ipt.save('nat')).split('\n').filter((l) => l.startsWith(':KUBE-SVC-')).map((l) => l.slice(1, l.indexOf(' ')));
     for (const chain of svcChains) await ns.check('iptables', ['-t', 'nat', '-F', chain]);
-    expect(await p.checkDrift()).toBe(true);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(true);
     expect(p.needFullSync).toBe(true);
     const r = report(await p.sync());
     expect(r.kind).toBe('full');
@@ -176,16 +176,32 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
     const nat = await ipt.save('nat');
     expect(nat).toContain('-A FOREIGN -p tcp -m tcp --dport 2222 -j DNAT --to-destination 10.9.9.9:22');
     expect(nat).toContain('-A PREROUTING -j FOREIGN');
-    expect(await p.checkDrift()).toBe(false);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(false);
   });
 
   it('notices the canary going away (a table flush) and re-creates it', async () => {
     const p = newProxier();
     await p.sync();
     await ns.check('iptables', ['-t', 'mangle', '-X', CANARY_CHAIN]);
-    expect(await p.checkDrift()).toBe(true);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(true);
     await p.sync();
     expect(await tables.get('IPv4')?.chainExists('mangle', CANARY_CHAIN)).toBe(true);
+  });
+
+  it('between read-backs, still sees a removed jump from a built-in chain and puts it back', async () => {
+    const clock = new FakeClock();
+    const drifts: string[] = [];
+    const p = newProxier({ clock, observer: { drift: (family, reason, detail) => drifts.push(`${family} ${reason}: ${detail}`) } });
+    await p.sync();
+    expect(await p.checkDrift()).toBe(false);
+    // The jump check (milliseconds, every period) sees it, not the read-back (which may not be due).
+    const jump = ['-m', 'comment', '--comment', 'kubernetes service portals', '-j', 'KUBE-SERVICES'];
+    await ns.check('iptables', ['-t', 'nat', '-D', 'PREROUTING', ...jump]);
+    expect(await p.checkDrift()).toBe(true);
+    expect(drifts).toEqual(['IPv4 jump: the jump from nat PREROUTING to KUBE-SERVICES gone']);
+    await p.sync();
+    expect(await tables.get('IPv4')?.hasRule('nat', 'PREROUTING', jump)).toBe(true);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(false);
   });
 
   it('keeps the last good rules when the verifier finds a violation', async () => {
@@ -223,7 +239,8 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
   it('repairs a whole `iptables -t nat -F` by table replacement with the built-in chains\' jumps back in place', async () => {
     // Replacement builds the table from a dump; the jumps must be in that dump (the flush removed them).
     // Last: it flushes the foreign rules the tests above rely on.
-    const p = newProxier({ replaceThreshold: 1 });
+    const drifts: string[] = [];
+    const p = newProxier({ replaceThreshold: 1, observer: { drift: (_family, reason) => drifts.push(reason) } });
     await p.sync();
     const ipt = tables.get('IPv4');
     if (ipt === undefined) throw new Error('no IPv4 iptables');
@@ -233,10 +250,11 @@ describe.skipIf(mode.kind === 'skip')('proxier on real netfilter', () => {
     await ns.check('iptables', ['-t', 'nat', '-F']);
     expect(jumps(await ipt.save('nat'))).toEqual([]);
     expect(await p.checkDrift()).toBe(true);
+    expect(drifts).toEqual(['jump']);
     const r = report(await p.sync());
     expect(r.replacedTables).toEqual(['nat']);
     expect(jumps(await ipt.save('nat'))).toEqual(before);
     await expectNodeMatches(p);
-    expect(await p.checkDrift()).toBe(false);
+    expect(await p.checkDrift({ readBack: 'now' })).toBe(false);
   });
 });

@@ -34,6 +34,16 @@ export const FULL_SYNC_PERIOD_MS = 3_600_000;
 
 export type SyncKind = 'full' | 'partial';
 
+/** How drift was seen: the canary chain gone, a jump from a built-in chain gone, or kpx's chains read back. */
+export type DriftReason = 'canary' | 'jump' | 'readback';
+
+/**
+ * The read-back of kpx's chains (iptables-save and a comparison) may take at most this share of
+ * wall-clock time: at 10,000 Services one takes seconds, so it runs less often than the drift
+ * check itself, whose canary and jump checks cost milliseconds and still catch flushes at once.
+ */
+export const READBACK_TIME_SHARE = 0.1;
+
 export interface FamilySyncReport {
   readonly family: IPFamily;
   readonly kind: SyncKind;
@@ -70,13 +80,13 @@ export type FailureStage = 'verify' | 'restore' | 'read';
 export interface ProxierObserver {
   synced?(summary: SyncSummary): void;
   familyFailed?(family: IPFamily, stage: FailureStage, kind: SyncKind, message: string, violations: readonly string[]): void;
-  drift?(family: IPFamily, reason: 'canary' | 'readback', detail: string): void;
+  drift?(family: IPFamily, reason: DriftReason, detail: string): void;
   conntrackCleaned?(family: IPFamily, deleted: number, durationMs: number): void;
   changesPending?(services: number, endpointSlices: number): void;
 }
 
 export interface FamilyDataplane {
-  readonly iptables: Pick<Iptables, 'restore' | 'save' | 'ensureChain' | 'ensureRule' | 'chainExists'>;
+  readonly iptables: Pick<Iptables, 'restore' | 'save' | 'ensureChain' | 'ensureRule' | 'chainExists' | 'hasRule'>;
 }
 
 export interface ProxierOptions {
@@ -137,6 +147,8 @@ export class Proxier {
   /** Unchanged objects are not read, modelled or compiled again (a partial sync costs what changed). */
   readonly #modelMemo = new ModelMemo();
   readonly #compileMemos = new Map<IPFamily, CompileMemo>();
+  /** When each family's chains were last read back, and how long that took (ms). */
+  readonly #readBacks = new Map<IPFamily, { readonly at: number; readonly durationMs: number }>();
 
   constructor(options: ProxierOptions) {
     this.#o = options;
@@ -431,33 +443,58 @@ export class Proxier {
 
 
   /**
-   * Drift check (every sync period): the canary tells a table flush cheaply; a read-back of kpx's
-   * chains tells edits. Either forces a full sync; returns whether drift was found.
+   * Drift check (every sync period): the canary tells a table flush, the jumps from the built-in
+   * chains tell a flush of the chains or a removed entrance, both for a few milliseconds; a
+   * read-back of kpx's chains tells edits, and runs when due (READBACK_TIME_SHARE). Any of them
+   * forces a full sync; returns whether drift was found. `readBack: 'now'` reads back whether due or not.
    */
-  checkDrift(): Promise<boolean> {
+  checkDrift(options: { readonly readBack?: 'due' | 'now' } = {}): Promise<boolean> {
     return this.#exclusive(async () => {
-      let drifted = false;
+      const drifts: DriftReason[] = [];
+      const report = (family: IPFamily, reason: DriftReason, detail: string): void => {
+        drifts.push(reason);
+        this.#o.observer?.drift?.(family, reason, detail);
+        this.#o.log.warn('drift: kpx rules changed behind its back', { family, reason, detail });
+      };
       for (const [family, applied] of this.#applied) {
         if (this.#o.dryRun === true || !this.#canariesReady.has(family)) continue;
         const dp = this.#o.dataplane(family);
         if (!(await dp.iptables.chainExists('mangle', CANARY_CHAIN))) {
-          drifted = true;
           this.#canariesReady.delete(family);
-          this.#o.observer?.drift?.(family, 'canary', `chain ${CANARY_CHAIN} is gone from the mangle table`);
-          this.#o.log.warn('drift: canary chain gone, tables were flushed', { family });
+          report(family, 'canary', `chain ${CANARY_CHAIN} is gone from the mangle table: the tables were flushed`);
           continue;
         }
+        const missing = await this.#missingJumps(family, dp);
+        if (missing.length > 0) {
+          report(family, 'jump', `${missing.join(', ')} gone`);
+          continue;
+        }
+        const now = this.#o.clock.now();
+        const last = this.#readBacks.get(family);
+        if (options.readBack !== 'now' && last !== undefined && now - last.at < last.durationMs / READBACK_TIME_SHARE) continue;
         const kernel: KernelDump = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
         const drift = detectDrift(family, applied.state, kernel);
+        this.#readBacks.set(family, { at: now, durationMs: this.#o.clock.now() - now });
         if (drift.length > 0) {
-          drifted = true;
           const detail = drift.map((d) => `${d.table}: ${d.chains.slice(0, 5).join(', ')}${d.chains.length > 5 ? ` and ${String(d.chains.length - 5)} more` : ''}`).join('; ');
-          this.#o.observer?.drift?.(family, 'readback', detail);
-          this.#o.log.warn('drift: kpx chains differ from what was applied', { family, detail });
+          report(family, 'readback', `kpx chains differ from what was applied: ${detail}`);
         }
       }
-      if (drifted) this.#needFullSync = true;
-      return drifted;
+      if (drifts.length > 0) this.#needFullSync = true;
+      return drifts.length > 0;
     });
+  }
+
+  /** The jumps from built-in chains into kpx's chains that are no longer there (`-C` each). */
+  async #missingJumps(family: IPFamily, dp: FamilyDataplane): Promise<string[]> {
+    const compiled = this.#lastCompiled.get(family);
+    const missing: string[] = [];
+    for (const j of compiled?.jumps ?? []) {
+      if (!(await dp.iptables.hasRule(j.table, j.chain, ruleArgv(j.rule)))) {
+        const to = j.rule.target.kind === 'jump' ? j.rule.target.chain : j.rule.target.kind;
+        missing.push(`the jump from ${j.table} ${j.chain} to ${to}`);
+      }
+    }
+    return missing;
   }
 }

@@ -110,6 +110,11 @@ export class Iptables {
     return false;
   }
 
+  /** `-C`: whether the rule is in the chain (false also when the chain is missing). */
+  hasRule(table: TableName, chain: string, args: readonly string[]): Promise<boolean> {
+    return this.#check(table, chain, args);
+  }
+
   /** Deletes the rule; false if it (or its chain) was not there. */
   async deleteRule(table: TableName, chain: string, args: readonly string[]): Promise<boolean> {
     if (!(await this.#check(table, chain, args))) return false;
