@@ -18,7 +18,8 @@ import type { JsonObject } from '../model/fields.ts';
 import type { IPFamily } from '../model/ip.ts';
 import { formatProblem } from '../model/problem.ts';
 import type { FamilyModel } from '../model/proxy-model.ts';
-import { AppliedRules, detectDrift, planFull, planPartial, type AppliedState, type KernelDump, type SyncPlan } from '../plan/plan.ts';
+import { AppliedRules, planFull, planPartial, PLAN_TABLES, type AppliedState, type KernelDump, type SyncPlan } from '../plan/plan.ts';
+import { ReadbackChecker } from '../plan/readback.ts';
 import { servingEndpointsOf } from '../sim/conntrack.ts';
 import { formatViolation, verifyCompiled } from '../sim/verify.ts';
 import type { Clock } from './clock.ts';
@@ -149,6 +150,8 @@ export class Proxier {
   readonly #compileMemos = new Map<IPFamily, CompileMemo>();
   /** When each family's chains were last read back, and how long that took (ms). */
   readonly #readBacks = new Map<IPFamily, { readonly at: number; readonly durationMs: number }>();
+  /** Per family: remembers the chains a read-back found equal, so the next parses only what changed. */
+  readonly #readBackCheckers = new Map<IPFamily, ReadbackChecker>();
 
   constructor(options: ProxierOptions) {
     this.#o = options;
@@ -473,7 +476,13 @@ export class Proxier {
         const last = this.#readBacks.get(family);
         if (options.readBack !== 'now' && last !== undefined && now - last.at < last.durationMs / READBACK_TIME_SHARE) continue;
         const kernel: KernelDump = { filter: await dp.iptables.save('filter'), nat: await dp.iptables.save('nat') };
-        const drift = detectDrift(family, applied.state, kernel);
+        let checker = this.#readBackCheckers.get(family);
+        if (checker === undefined) this.#readBackCheckers.set(family, (checker = new ReadbackChecker(family)));
+        const drift: { table: string; chains: string[] }[] = [];
+        for (const table of PLAN_TABLES) {
+          const r = checker.compare(table, applied.chains(table), kernel[table]);
+          if (r.differing.length + r.stale.length > 0) drift.push({ table, chains: [...r.differing, ...r.stale] });
+        }
         this.#readBacks.set(family, { at: now, durationMs: this.#o.clock.now() - now });
         if (drift.length > 0) {
           const detail = drift.map((d) => `${d.table}: ${d.chains.slice(0, 5).join(', ')}${d.chains.length > 5 ? ` and ${String(d.chains.length - 5)} more` : ''}`).join('; ');

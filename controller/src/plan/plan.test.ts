@@ -1,39 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { compileFamily, type CompiledFamily } from '../compile/compile.ts';
-import { renderSave } from '../compile/render.ts';
-import { buildProxyModels, classifyObjects } from '../model/cluster.ts';
-import { decodeDocuments, type SourcedObject } from '../model/documents.ts';
+import type { CompiledFamily } from '../compile/compile.ts';
 import { AppliedRules, detectDrift, planFull, planPartial, type AppliedState, type KernelDump, type SyncPlan } from './plan.ts';
-
-const EXAMPLE = decodeDocuments(readFileSync(new URL('../../../examples/cluster.yaml', import.meta.url), 'utf8'), 'example');
-
-function compile(objects: readonly SourcedObject[]): CompiledFamily {
-  const { state } = classifyObjects(objects);
-  const family = buildProxyModels(state, { overrides: { nodeName: 'node-a', ipFamily: 'IPv4' } }).families[0];
-  if (family === undefined) throw new Error('no family');
-  return compileFamily(family);
-}
-
-/** The example with shop/frontend's first IPv4 endpoint removed. */
-function withoutFirstFrontendEndpoint(): SourcedObject[] {
-  return EXAMPLE.map((o) => {
-    const meta = o.object.metadata as { name?: string } | undefined;
-    if (o.object.kind !== 'EndpointSlice' || meta?.name !== 'frontend-v4') return o;
-    const copy = structuredClone(o.object) as { endpoints: unknown[] };
-    return { ...o, object: { ...copy, endpoints: copy.endpoints.slice(1) } };
-  });
-}
-
-/** A dump as the node would print it: each table of renderSave, as `iptables-save -t T`. */
-function dumpOf(compiled: CompiledFamily): KernelDump {
-  const text = renderSave(compiled);
-  const table = (name: string): string => {
-    const start = text.indexOf(`*${name}\n`);
-    return text.slice(start, text.indexOf('COMMIT\n', start) + 'COMMIT\n'.length);
-  };
-  return { filter: table('filter'), nat: table('nat') };
-}
+import { compileExample, dumpOf, EXAMPLE, withoutFirstFrontendEndpoint } from '../testing/example.ts';
 
 /** What the node holds after `plans` were applied in order. */
 function appliedAfter(...plans: SyncPlan[]): AppliedState {
@@ -46,7 +14,7 @@ const EMPTY: KernelDump = { filter: '*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n', na
 
 describe('planFull', () => {
   it('writes every chain into an empty node', () => {
-    const compiled = compile(EXAMPLE);
+    const compiled = compileExample(EXAMPLE);
     const plan = planFull({ compiled, kernel: EMPTY });
     const chains = compiled.ruleset.tables.flatMap((t) => t.chains.map((c) => c.name));
     expect(plan.tables.flatMap((t) => t.written).sort()).toEqual([...chains].sort());
@@ -55,15 +23,15 @@ describe('planFull', () => {
   });
 
   it('writes nothing when the node already holds exactly the desired chains', () => {
-    const compiled = compile(EXAMPLE);
+    const compiled = compileExample(EXAMPLE);
     const plan = planFull({ compiled, kernel: dumpOf(compiled) });
     expect(plan.noflushPayload).toBe('');
     expect(plan.tables.flatMap((t) => [...t.written, ...t.deleted])).toEqual([]);
   });
 
   it('rewrites only the differing chains and deletes the stale one', () => {
-    const before = compile(EXAMPLE);
-    const after = compile(withoutFirstFrontendEndpoint());
+    const before = compileExample(EXAMPLE);
+    const after = compileExample(withoutFirstFrontendEndpoint());
     const plan = planFull({ compiled: after, kernel: dumpOf(before) });
     const nat = plan.tables.find((t) => t.table === 'nat');
     expect(nat?.deleted).toHaveLength(1);
@@ -74,7 +42,7 @@ describe('planFull', () => {
   });
 
   it('replaces the whole table, keeping foreign chains and rules, when many existing chains differ', () => {
-    const compiled = compile(EXAMPLE);
+    const compiled = compileExample(EXAMPLE);
     const flushed = dumpOf(compiled).nat.split('\n').filter((l) => !l.startsWith('-A KUBE-')).join('\n');
     const foreign = flushed.replace('COMMIT', ':FOREIGN - [0:0]\n-A PREROUTING -j FOREIGN\n-A FOREIGN -p tcp -j RETURN\nCOMMIT');
     const plan = planFull({ compiled, kernel: { filter: dumpOf(compiled).filter, nat: foreign }, replaceThreshold: 3 });
@@ -89,16 +57,16 @@ describe('planFull', () => {
 
 describe('planPartial', () => {
   it('writes nothing when nothing changed', () => {
-    const compiled = compile(EXAMPLE);
+    const compiled = compileExample(EXAMPLE);
     const applied = appliedAfter(planFull({ compiled, kernel: EMPTY }));
-    const plan = planPartial({ compiled: compile(EXAMPLE), previous: applied, previousCompiled: compiled, changedServices: new Set(['shop/frontend']) });
+    const plan = planPartial({ compiled: compileExample(EXAMPLE), previous: applied, previousCompiled: compiled, changedServices: new Set(['shop/frontend']) });
     expect(plan.noflushPayload).toBe('');
   });
 
   it('writes the changed service chains, deletes the gone endpoint, and leaves KUBE-SERVICES alone', () => {
-    const before = compile(EXAMPLE);
+    const before = compileExample(EXAMPLE);
     const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
-    const after = compile(withoutFirstFrontendEndpoint());
+    const after = compileExample(withoutFirstFrontendEndpoint());
     const plan = planPartial({ compiled: after, previous: applied, previousCompiled: before, changedServices: new Set(['shop/frontend']) });
     const nat = plan.tables.find((t) => t.table === 'nat');
     expect(nat?.written).not.toContain('KUBE-SERVICES');
@@ -111,9 +79,9 @@ describe('planPartial', () => {
   });
 
   it('removes every chain of a deleted Service and its KUBE-SERVICES rules', () => {
-    const before = compile(EXAMPLE);
+    const before = compileExample(EXAMPLE);
     const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
-    const after = compile(EXAMPLE.filter((o) => (o.object.metadata as { name?: string } | undefined)?.name !== 'frontend'));
+    const after = compileExample(EXAMPLE.filter((o) => (o.object.metadata as { name?: string } | undefined)?.name !== 'frontend'));
     const plan = planPartial({ compiled: after, previous: applied, previousCompiled: before, changedServices: new Set(['shop/frontend']) });
     const frontendChains = before.servicePorts.filter((sp) => sp.servicePort.serviceName === 'frontend').flatMap((sp) => sp.natChains);
     expect(frontendChains.length).toBeGreaterThan(2);
@@ -123,9 +91,9 @@ describe('planPartial', () => {
   });
 
   it('does not look at chains of services it was not told changed (kube-proxy partial-sync semantics)', () => {
-    const before = compile(EXAMPLE);
+    const before = compileExample(EXAMPLE);
     const applied = appliedAfter(planFull({ compiled: before, kernel: EMPTY }));
-    const plan = planPartial({ compiled: compile(withoutFirstFrontendEndpoint()), previous: applied, previousCompiled: before, changedServices: new Set(['shop/payments']) });
+    const plan = planPartial({ compiled: compileExample(withoutFirstFrontendEndpoint()), previous: applied, previousCompiled: before, changedServices: new Set(['shop/payments']) });
     expect(plan.tables.flatMap((t) => t.written)).toEqual([]);
     expect(plan.tables.flatMap((t) => t.deleted)).toEqual([]);
   });
@@ -133,8 +101,8 @@ describe('planPartial', () => {
 
 describe('AppliedRules', () => {
   it('hashes the chains, not the order they were applied in, and follows partial plans', () => {
-    const before = compile(EXAMPLE);
-    const after = compile(withoutFirstFrontendEndpoint());
+    const before = compileExample(EXAMPLE);
+    const after = compileExample(withoutFirstFrontendEndpoint());
     const full = (c: CompiledFamily): AppliedRules => {
       const r = new AppliedRules();
       r.apply(planFull({ compiled: c, kernel: EMPTY }));
@@ -152,7 +120,7 @@ describe('AppliedRules', () => {
 
 describe('detectDrift', () => {
   it('sees nothing when the node holds what was applied, and names an edited chain', () => {
-    const compiled = compile(EXAMPLE);
+    const compiled = compileExample(EXAMPLE);
     const applied = appliedAfter(planFull({ compiled, kernel: EMPTY }));
     const dump = dumpOf(compiled);
     expect(detectDrift('IPv4', applied, dump)).toEqual([]);
