@@ -308,7 +308,7 @@ describe('kpx run on a real cluster', () => {
     log(`nat flush repaired after ${String(Date.now() - t0)} ms (sync period ${SYNC_PERIOD})`);
     expect(podsOf(await c().probe(client.netns, { protocol: 'tcp', host: ip, port: 80, count: 5 }))).toEqual(['web-0']);
     const metrics = await (await fetch(kpx2.metricsURL)).text();
-    expect(metrics).toMatch(/kpx_drift_repairs_total\{ip_family="IPv4",reason="(readback|canary)"\} [1-9]/);
+    expect(metrics).toMatch(/kpx_drift_repairs_total\{ip_family="IPv4",reason="jump"\} [1-9]/);
   });
 
   it('keeps the old rules when verification fails, and says why in an Event and the NodeProxyStatus', async () => {
