@@ -143,38 +143,9 @@ export function usesLocalEndpoints(sp: ServicePort): boolean {
   return sp.internalPolicyLocal || (sp.externalPolicyLocal && externallyAccessible(sp));
 }
 
-/**
- * Endpoints per service port, from the slices of this family: kube-proxy's EndpointSliceCache
- * (dedup by `ip:port`, a local copy wins; sorted by the endpoint string).
- */
-export function endpointsFor(
-  servicePorts: readonly ServicePort[],
-  slices: readonly EndpointSliceInfo[],
-  family: IPFamily,
-  nodeName: string,
-): Map<string, Endpoint[]> {
-  const out = new Map<string, Endpoint[]>();
-  const byService = slicesByService(slices, family);
-  for (const [service, ports] of portsByService(servicePorts)) {
-    for (const [key, list] of serviceEndpoints(ports, byService.get(service) ?? [], nodeName)) out.set(key, list);
-  }
-  return out;
-}
-
 /** `namespace/name` of the Service a port or slice belongs to. */
 function serviceKeyOf(namespace: string, name: string): string {
   return `${namespace}/${name}`;
-}
-
-function portsByService(servicePorts: readonly ServicePort[]): Map<string, ServicePort[]> {
-  const out = new Map<string, ServicePort[]>();
-  for (const sp of servicePorts) {
-    const key = serviceKeyOf(sp.namespace, sp.serviceName);
-    const list = out.get(key);
-    if (list === undefined) out.set(key, [sp]);
-    else list.push(sp);
-  }
-  return out;
 }
 
 /** This family's slices per Service, each list in slice-name order (the order kube-proxy merges them in). */
@@ -364,30 +335,28 @@ export class FamilyModelMemo {
   }
 }
 
-export function buildFamilyModel(input: FamilyModelInput, memo?: FamilyModelMemo): FamilyModel {
+/**
+ * kube-proxy's view of one family: service ports sorted, and per port the endpoints of its
+ * Service's slices (kube-proxy's EndpointSliceCache: dedup by `ip:port`, a local copy wins; sorted
+ * by the endpoint string). A memo carried between builds makes unchanged Services free.
+ */
+export function buildFamilyModel(input: FamilyModelInput, memo = new FamilyModelMemo()): FamilyModel {
   const { node } = input;
   const family = node.family;
-  memo?.forNode(node);
-  let servicePorts: ServicePort[];
-  let endpoints: Map<string, readonly Endpoint[]>;
-  if (memo === undefined) {
-    servicePorts = input.services.flatMap((s) => servicePortsFor(s, family));
-    endpoints = endpointsFor(servicePorts, input.slices, family, node.name);
-  } else {
-    servicePorts = [];
-    endpoints = new Map();
-    const byService = slicesByService(input.slices, family);
-    const seen = new Set<string>();
-    for (const service of input.services) {
-      const ports = memo.ports(service, family);
-      if (ports.length === 0) continue;
-      const key = serviceKeyOf(service.namespace, service.name);
-      seen.add(key);
-      for (const sp of ports) servicePorts.push(sp);
-      for (const [spKey, list] of memo.endpoints(key, ports, byService.get(key) ?? [], node.name)) endpoints.set(spKey, list);
-    }
-    memo.retain(seen);
+  memo.forNode(node);
+  const servicePorts: ServicePort[] = [];
+  const endpoints = new Map<string, readonly Endpoint[]>();
+  const byService = slicesByService(input.slices, family);
+  const seen = new Set<string>();
+  for (const service of input.services) {
+    const ports = memo.ports(service, family);
+    if (ports.length === 0) continue;
+    const key = serviceKeyOf(service.namespace, service.name);
+    seen.add(key);
+    for (const sp of ports) servicePorts.push(sp);
+    for (const [spKey, list] of memo.endpoints(key, ports, byService.get(key) ?? [], node.name)) endpoints.set(spKey, list);
   }
+  memo.retain(seen);
   servicePorts.sort((a, b) => compareStrings(a.spn, b.spn) || compareStrings(a.protocol, b.protocol));
   let total = 0;
   for (const list of endpoints.values()) total += list.length;

@@ -363,27 +363,24 @@ export interface DriftReport {
   readonly chains: readonly string[];
 }
 
-const canonicalApplied = new WeakMap<AppliedChains, Map<string, string>>();
-
-/** The canonical form of what kpx applied to a table (cached: drift checks repeat it). */
-function canonicalOfApplied(family: Ruleset['family'], table: PlanTable, applied: AppliedChains): Map<string, string> {
-  let out = canonicalApplied.get(applied);
-  if (out === undefined) {
-    const text: string[] = [`*${table}`];
-    for (const name of applied.keys()) text.push(`:${name} - [0:0]`);
-    for (const rules of applied.values()) if (rules !== '') text.push(rules);
-    text.push('COMMIT');
-    out = canonicalChains(parseRuleset(`${text.join('\n')}\n`, family), table);
-    canonicalApplied.set(applied, out);
-  }
-  return out;
+/**
+ * Chain name → canonical rule texts joined, for chains given as kpx renders them (chain → its `-A`
+ * lines), parsed in one go.
+ */
+export function canonicalOfTexts(family: Ruleset['family'], table: PlanTable, chains: ReadonlyMap<string, string>): Map<string, string> {
+  const text: string[] = [`*${table}`];
+  for (const name of chains.keys()) text.push(`:${name} - [0:0]`);
+  // Texts may end in "\n": the parser skips the empty lines that leaves.
+  for (const rules of chains.values()) if (rules !== '') text.push(rules);
+  text.push('COMMIT');
+  return canonicalChains(parseRuleset(`${text.join('\n')}\n`, family), table);
 }
 
 /** kpx's chains whose read-back differs from what kpx applied (external edits or flushes). */
 export function detectDrift(family: Ruleset['family'], applied: AppliedState, kernel: KernelDump): DriftReport[] {
   const out: DriftReport[] = [];
   for (const table of PLAN_TABLES) {
-    const cmp = compareCanonical(family, table, canonicalOfApplied(family, table, applied[table]), kernel[table]);
+    const cmp = compareCanonical(family, table, canonicalOfTexts(family, table, applied[table]), kernel[table]);
     const chains = [...cmp.differing, ...cmp.stale];
     if (chains.length > 0) out.push({ table, chains });
   }

@@ -7,11 +7,9 @@
  * text) pair it last found equal: a chain whose two texts are the very same strings again is equal
  * without parsing. Only the other chains are parsed, together, and compared in canonical form.
  */
-import { ruleText } from '../compile/render.ts';
 import type { Ruleset } from '../compile/ruleset.ts';
 import { normalizeRuleset } from '../sim/normalize.ts';
-import { parseRuleset } from '../sim/parse.ts';
-import { isOwnedChain, type AppliedChains, type PlanTable } from './plan.ts';
+import { canonicalOfTexts, isOwnedChain, type AppliedChains, type PlanTable } from './plan.ts';
 
 /** Both lists are in the order detectDrift gives: normalizeRuleset's (built-ins, then by name). */
 export interface ReadbackResult {
@@ -52,19 +50,6 @@ function chainsOfDump(dump: string, table: PlanTable, keep: (chain: string) => b
   // join() over two or more items builds a new string: a lone line kept as is would be a view of
   // the whole dump, and remembering it would keep every dump it came from alive.
   for (const [name, rules] of lines) out.set(name, rules.length === 0 ? '' : [...rules, ''].join('\n'));
-  return out;
-}
-
-/** Chain name → canonical rule texts joined (as plan.ts's canonicalChains), in one parse. */
-function canonicalChains(family: Ruleset['family'], table: PlanTable, chains: ReadonlyMap<string, string>): Map<string, string> {
-  const text: string[] = [`*${table}`];
-  for (const name of chains.keys()) text.push(`:${name} - [0:0]`);
-  // Texts may end in "\n": the parser skips the empty lines that leaves.
-  for (const rules of chains.values()) if (rules !== '') text.push(rules);
-  text.push('COMMIT');
-  const normalized = normalizeRuleset(parseRuleset(`${text.join('\n')}\n`, family), { tables: [table] });
-  const out = new Map<string, string>();
-  for (const c of normalized.tables.find((t) => t.name === table)?.chains ?? []) out.set(c.name, c.rules.map(ruleText).join('\n'));
   return out;
 }
 
@@ -112,8 +97,8 @@ export class ReadbackChecker {
       else unknown.set(name, { applied: text, dumped: have });
     }
     if (unknown.size > 0) {
-      const want = canonicalChains(this.#family, table, new Map([...unknown].map(([name, p]) => [name, p.applied])));
-      const have = canonicalChains(this.#family, table, new Map([...unknown].map(([name, p]) => [name, p.dumped])));
+      const want = canonicalOfTexts(this.#family, table, new Map([...unknown].map(([name, p]) => [name, p.applied])));
+      const have = canonicalOfTexts(this.#family, table, new Map([...unknown].map(([name, p]) => [name, p.dumped])));
       for (const [name, pair] of unknown) {
         if (want.get(name) === have.get(name)) equal.set(name, pair);
         else differing.push(name);
